@@ -1,0 +1,3 @@
+from pdstudy.cli import main
+
+raise SystemExit(main())

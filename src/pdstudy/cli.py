@@ -1,0 +1,150 @@
+"""Command-line interface: ``pdstudy <verb> --help`` documents every verb."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pdstudy import __version__
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from pdstudy.synth import generate_cohort
+
+    manifest = generate_cohort(args.out, patients=args.patients, seed=args.seed, slices=args.slices,
+                               size=args.size, show_progress=not args.quiet)
+    print(f"synthetic cohort written: {manifest}")
+    return 0
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from pdstudy.io import write_csv
+    from pdstudy.preprocess import PrepareConfig, prepare
+
+    config = PrepareConfig(image_size=args.size, fov_mm=args.fov_mm)
+    cohort = prepare(args.manifest, args.cache, config=config, workers=args.workers or None,
+                     show_progress=not args.quiet, force=args.force)
+    qc_copy = write_csv(Path(args.cache) / "qc.csv", cohort.qc)
+    print(f"slice cache: {cohort.root}")
+    print(f"qc: {qc_copy} ({len(cohort.included)} included of {len(cohort.qc)} patients, "
+          f"{cohort.meta['n_slices']} slices at {config.pixel_mm:.3g} mm/pixel)")
+    summary = cohort.exclusion_summary()
+    if len(summary):
+        print("exclusions by reason:")
+        for reason, k in summary.items():
+            print(f"  {k:4d}  {reason}")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from pdstudy.verify import default_listing, verify_cohort, write_listing
+
+    listing = args.listing or default_listing(args.manifest)
+    if args.write:
+        path = write_listing(args.manifest, listing, show_progress=not args.quiet)
+        print(f"listing written: {path}")
+        return 0
+    rep = verify_cohort(args.manifest, listing, show_progress=not args.quiet)
+    print(f"{rep.matched} file(s) match {listing}")
+    for label, items in (("changed", rep.changed), ("missing", rep.missing), ("not in listing", rep.extra)):
+        for item in items[:20]:
+            print(f"  {label}: {item}")
+        if len(items) > 20:
+            print(f"  ... {len(items) - 20} more {label}")
+    print("OK: identical data" if rep.ok else "MISMATCH: the cohorts differ")
+    return 0 if rep.ok else 1
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pdstudy.runner import parse_overrides, run_notebooks
+
+    only = [s for part in (args.only or []) for s in part.split(",")] or None
+    run = run_notebooks(profile=args.profile, manifest=args.manifest, out=args.out, only=only,
+                        overrides=parse_overrides(args.param or []), data_dir=args.data_dir,
+                        progress=not args.quiet)
+    print(f"run finished: {run.root}")
+    return 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from pdstudy.audit import write_audit
+
+    csv_path, md_path = write_audit(args.out)
+    print(f"paper audit written: {csv_path} and {md_path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``pdstudy`` argument parser with one sub-parser per verb."""
+    p = argparse.ArgumentParser(prog="pdstudy", description="Re-run the Progressive Distill study on a DICOM cohort.")
+    p.add_argument("--version", action="version", version=f"pdstudy {__version__}")
+    sub = p.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    s = sub.add_parser("synth", help="write the synthetic DICOM cohort and its manifest",
+                       description="Write a synthetic CT cohort as DICOM files plus manifest.csv.")
+    s.add_argument("--out", required=True, type=Path, help="output folder")
+    s.add_argument("--patients", type=int, default=164, help="screened patients (default 164, as the paper)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--slices", type=int, default=24, help="slices per series (default 24)")
+    s.add_argument("--size", type=int, default=128, help="matrix size in pixels (default 128)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_synth)
+
+    s = sub.add_parser("prepare", help="preprocess DICOM into the slice cache and write qc.csv",
+                       description="Select the portal-venous series, window, resample and cache every patient.")
+    s.add_argument("--manifest", required=True, type=Path, help="cohort manifest CSV")
+    s.add_argument("--cache", required=True, type=Path, help="cache folder (qc.csv is written here)")
+    s.add_argument("--size", type=int, default=256, help="output canvas in pixels (default 256, as the paper)")
+    s.add_argument("--fov-mm", type=float, default=360.0, help="physical canvas width in mm (default 360)")
+    s.add_argument("--workers", type=int, default=0, help="worker processes (default: one per CPU core)")
+    s.add_argument("--force", action="store_true", help="rebuild even if a matching cache exists")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_prepare)
+
+    s = sub.add_parser("verify", help="check (or --write) a SHA-256 listing of the cohort's files",
+                       description="Compare every DICOM file of the cohort with a SHA-256 listing.")
+    s.add_argument("--manifest", required=True, type=Path, help="cohort manifest CSV")
+    s.add_argument("--listing", type=Path, help="listing file (default: <manifest>.sha256)")
+    s.add_argument("--write", action="store_true", help="write the listing instead of checking it")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_verify)
+
+    s = sub.add_parser("run", help="execute the notebooks with papermill",
+                       description="Execute the numbered notebooks in order into a run directory.")
+    s.add_argument("--profile", choices=["quick", "paper"], default="quick", help="parameter profile (default quick)")
+    s.add_argument("--manifest", type=Path, help="cohort manifest (default: the synthetic cohort)")
+    s.add_argument("--out", type=Path, help="run directory (default reports/<profile>)")
+    s.add_argument("--only", action="append", help="notebook numbers, e.g. --only 01,03")
+    s.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="override a notebook parameter")
+    s.add_argument("--data-dir", type=Path, help="synthetic cohort and cache root (default data/ in the checkout)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_run)
+
+    s = sub.add_parser("audit", help="check the paper's published numbers against each other",
+                       description="Write paper_audit.csv and paper_audit.md (no data or torch needed).")
+    s.add_argument("--out", type=Path, default=Path("."), help="output folder (default: current)")
+    s.set_defaults(func=_cmd_audit)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; errors in input or configuration print one clear line and exit with 2."""
+    from pdstudy.manifest import ManifestError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ManifestError, ValueError, FileNotFoundError) as exc:
+        print(f"pdstudy {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pdstudy {args.verb}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        from pdstudy.runner import RunError
+
+        if isinstance(exc, RunError):
+            print(f"pdstudy {args.verb}: {exc}", file=sys.stderr)
+            return 1
+        raise

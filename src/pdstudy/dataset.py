@@ -1,0 +1,181 @@
+"""Batches of CT slices from the slice cache, with the paper's augmentation done batched on tensors.
+
+Training never touches DICOM: slices come from the uint8 memory-mapped cache written by
+``prepare``. Augmentation (flip, rotation, scaling, shift, then a random crop) runs on whole
+batches in-process with ``affine_grid``/``grid_sample``, which keeps 2 CPU cores busy with the
+network instead of per-sample Python. All randomness derives from ``(seed, epoch, step)``
+(:func:`derive_seed`), so a resumed run draws exactly what an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from pdstudy.preprocess import PreparedCohort
+from pdstudy.vocab import label_of
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def derive_seed(*parts: int | str) -> int:
+    """A 63-bit seed from any tuple of ints/strings, e.g. ``(seed, "shuffle", epoch)``."""
+    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Random geometric augmentation of the paper (flip, rotation, scaling, shift) and the crop.
+
+    Parameters
+    ----------
+    crop_size : int
+        Side of the random (training) or centre (evaluation) crop; 224 of 256 in the paper.
+    hflip : float
+        Probability of a left-right flip.
+    rotate_deg : float
+        Rotations drawn uniformly from ``[-rotate_deg, rotate_deg]``.
+    scale : (float, float)
+        Isotropic zoom range.
+    shift : float
+        Translation as a fraction of the image side, drawn from ``[-shift, shift]`` per axis.
+    """
+
+    crop_size: int = 224
+    hflip: float = 0.5
+    rotate_deg: float = 15.0
+    scale: tuple[float, float] = (0.9, 1.1)
+    shift: float = 0.08
+
+
+def check_crop(image_size: int, crop_size: int) -> None:
+    """Raise a clear error when the crop cannot fit in the cached image."""
+    if not 1 <= crop_size <= image_size:
+        raise ValueError(f"crop_size must be between 1 and the cached image_size ({image_size}), got {crop_size}")
+
+
+def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """Augment a batch ``(B, 1, H, W)`` in [0, 1] and random-crop it to ``cfg.crop_size``."""
+    b, _, h, w = x.shape
+    check_crop(min(h, w), cfg.crop_size)
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(b, generator=generator)
+
+    angle = uniform(-cfg.rotate_deg, cfg.rotate_deg) * math.pi / 180.0
+    zoom = uniform(*cfg.scale)
+    tx, ty = uniform(-cfg.shift, cfg.shift) * 2.0, uniform(-cfg.shift, cfg.shift) * 2.0
+    flip = torch.where(torch.rand(b, generator=generator) < cfg.hflip, -1.0, 1.0)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    c = cfg.crop_size
+    top = torch.randint(0, h - c + 1, (b,), generator=generator)
+    left = torch.randint(0, w - c + 1, (b,), generator=generator)
+    rows = top[:, None] + torch.arange(c)[None]
+    cols = left[:, None] + torch.arange(c)[None]
+    idx = torch.arange(b)[:, None, None]
+    return x[:, 0][idx, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
+
+
+def centre_crop(x: torch.Tensor, crop_size: int) -> torch.Tensor:
+    """Centre crop ``(B, C, H, W)`` to ``crop_size`` (evaluation: no augmentation)."""
+    h, w = x.shape[-2:]
+    check_crop(min(h, w), crop_size)
+    top, left = (h - crop_size) // 2, (w - crop_size) // 2
+    return x[..., top:top + crop_size, left:left + crop_size]
+
+
+def to_model_input(
+    x: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD
+) -> torch.Tensor:
+    """Grey ``(B, 1, H, W)`` in [0, 1] -> ``(B, len(mean), H, W)`` normalised as the model's weights expect.
+
+    The slice is replicated to every channel, so ImageNet weights apply unchanged.
+    """
+    channels = len(mean)
+    x = x.expand(-1, channels, -1, -1) if channels > 1 else x
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+class SliceSet:
+    """The slices of a set of patients in a prepared cohort, with their labels (1 = poor).
+
+    Parameters
+    ----------
+    prepared : PreparedCohort
+        The slice cache.
+    patients : DataFrame
+        Rows with ``patient_id`` and ``response``; every patient must be in the cache.
+    """
+
+    def __init__(self, prepared: PreparedCohort, patients: pd.DataFrame) -> None:
+        self.prepared = prepared
+        self.patient_ids = [str(p) for p in patients["patient_id"]]
+        self.labels = {str(p): label_of(r) for p, r in zip(patients["patient_id"], patients["response"])}
+        self.rows = {pid: prepared.patient_slices(pid) for pid in self.patient_ids}
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.rows.values())
+
+    def epoch_rows(self, seed: int, epoch: int, slices_per_patient: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Shuffled cache rows and labels for one training epoch.
+
+        With ``slices_per_patient`` each patient contributes that many of its slices, drawn
+        afresh every epoch (all of them when it has fewer), so large and small patients weigh
+        alike.
+        """
+        rng = np.random.default_rng(derive_seed(seed, "epoch-rows", epoch))
+        rows, labels = [], []
+        for pid in self.patient_ids:
+            r = self.rows[pid]
+            if slices_per_patient and len(r) > slices_per_patient:
+                r = np.sort(rng.choice(r, size=slices_per_patient, replace=False))
+            rows.append(r)
+            labels.append(np.full(len(r), self.labels[pid]))
+        rows_a, labels_a = np.concatenate(rows), np.concatenate(labels)
+        order = rng.permutation(len(rows_a))
+        return rows_a[order], labels_a[order]
+
+    def load(self, rows: np.ndarray) -> torch.Tensor:
+        """Cache rows -> float tensor ``(B, 1, H, W)`` in [0, 1]."""
+        idx = np.sort(rows)
+        inverse = np.argsort(np.argsort(rows))
+        arr = np.asarray(self.prepared.images[idx])[inverse]
+        return torch.from_numpy(arr).unsqueeze(1).float().div_(255.0)
+
+    def train_batches(
+        self, *, seed: int, epoch: int, batch_size: int, slices_per_patient: int | None, augment: AugmentConfig,
+        start_step: int = 0,
+    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """``(step, images, labels)`` of one epoch; images augmented, cropped, not yet normalised."""
+        rows, labels = self.epoch_rows(seed, epoch, slices_per_patient)
+        n_steps = math.ceil(len(rows) / batch_size)
+        for step in range(start_step, n_steps):
+            sl = slice(step * batch_size, (step + 1) * batch_size)
+            gen = torch.Generator().manual_seed(derive_seed(seed, "augment", epoch, step))
+            x = augment_batch(self.load(rows[sl]), augment, gen)
+            yield step, x, torch.from_numpy(labels[sl]).long()
+
+    def steps_per_epoch(self, batch_size: int, slices_per_patient: int | None) -> int:
+        n = sum(min(len(r), slices_per_patient) if slices_per_patient else len(r) for r in self.rows.values())
+        return math.ceil(n / batch_size)
+
+    def eval_batches(self, *, batch_size: int, crop_size: int) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """``(cache rows, centre-cropped images)`` over every slice of every patient, in order."""
+        rows = np.concatenate([self.rows[p] for p in self.patient_ids])
+        for i in range(0, len(rows), batch_size):
+            r = rows[i:i + batch_size]
+            yield r, centre_crop(self.load(r), crop_size)

@@ -1,0 +1,340 @@
+"""`pdstudy prepare`: DICOM cohort -> windowed, physically resampled slice cache + qc.csv.
+
+Per patient: group CT files into series, pick the portal-venous series, order slices, keep
+the manifest's z range, convert to HU, window to [-215, 285] HU, resample to a fixed pixel
+size and crop/pad to a square canvas. Patients are processed in parallel processes; a
+problem with one patient excludes that patient (reason in ``qc.csv``) and never the cohort.
+
+The cache is keyed by the manifest checksum and the preprocessing parameters, and is
+written to a temporary folder then renamed, so an interrupted run leaves no half cache.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import shutil
+import tempfile
+import traceback
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from pdstudy.dicom import (
+    HU_WINDOW,
+    PatientDataError,
+    order_slices,
+    read_plane,
+    resample_to_grid,
+    scan_folder,
+    select_portal_venous,
+    to_hu,
+    window,
+)
+from pdstudy.io import stable_hash, write_csv, write_json
+from pdstudy.manifest import manifest_checksum, read_manifest
+
+#: Bumped whenever the cache content for the same parameters would change.
+CACHE_VERSION = "1"
+QC_COLUMNS = ("patient_id", "status", "reason", "n_slices", "warnings", "pvp_rule", "pixel_spacing_mm", "n_files")
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Preprocessing parameters; they and the manifest checksum key the slice cache.
+
+    Parameters
+    ----------
+    image_size : int
+        Side of the square output canvas in pixels (paper: 256, quick profile: 64).
+    fov_mm : float
+        Physical width of the canvas; the output pixel is ``fov_mm / image_size`` mm for every
+        patient whatever its PixelSpacing, so the distance scale is standardised.
+    hu_window : (float, float)
+        HU window mapped to [0, 1] (paper: [-215, 285]).
+    """
+
+    image_size: int = 256
+    fov_mm: float = 360.0
+    hu_window: tuple[float, float] = HU_WINDOW
+
+    def __post_init__(self) -> None:
+        if int(self.image_size) < 8:
+            raise ValueError(f"image_size must be >= 8 pixels, got {self.image_size}")
+        if not self.fov_mm > 0:
+            raise ValueError(f"fov_mm must be > 0, got {self.fov_mm}")
+        if not self.hu_window[1] > self.hu_window[0]:
+            raise ValueError(f"hu_window must be (low, high) with high > low, got {self.hu_window}")
+
+    @property
+    def pixel_mm(self) -> float:
+        return float(self.fov_mm) / int(self.image_size)
+
+
+@dataclass
+class PatientResult:
+    """What one worker returns for one patient."""
+
+    patient_id: str
+    status: str
+    reason: str = ""
+    images: np.ndarray | None = None  # uint8 (n, S, S)
+    masks: np.ndarray | None = None  # uint8 (n, S, S) or None
+    z_mm: list[float] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    pvp_rule: str = ""
+    pixel_spacing_mm: float = float("nan")
+    n_files: int = 0
+
+
+def _z_range(row: dict[str, str]) -> tuple[float, float] | None:
+    a, b = row.get("z_from_mm", ""), row.get("z_to_mm", "")
+    if not a or not b:
+        return None
+    lo, hi = sorted((float(a), float(b)))
+    return lo, hi
+
+
+def process_patient(row: dict[str, str], root: str, config: PrepareConfig) -> PatientResult:
+    """Preprocess one manifest row; never raises (errors become an exclusion)."""
+    pid = row["patient_id"]
+    if row.get("exclusion"):
+        return PatientResult(pid, "excluded", f"excluded in manifest: {row['exclusion']}")
+    folder = Path(root) / row["dicom_dir"]
+    try:
+        return _process(pid, row, folder, Path(root), config)
+    except PatientDataError as exc:
+        return PatientResult(pid, "excluded", str(exc))
+    except Exception as exc:  # anything unexpected: keep the cohort going, record the cause
+        last = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f"{Path(last.filename).name}:{last.lineno}"
+        return PatientResult(pid, "excluded", f"unexpected error {type(exc).__name__} at {where}: {str(exc)[:200]}")
+
+
+def _process(pid: str, row: dict[str, str], folder: Path, root: Path, config: PrepareConfig) -> PatientResult:
+    scan = scan_folder(folder)
+    series, rule = select_portal_venous(scan, row.get("pvp_series_uid", ""))
+    notes = list(scan.notes)
+    ordered, geometry_notes = order_slices(series.slices)
+    notes += geometry_notes
+    zr = _z_range(row)
+    if zr is None:
+        notes.append("no slice range in manifest: all slices kept")
+        kept = ordered
+    else:
+        gaps = np.abs(np.diff([s.z for s in ordered])) if len(ordered) > 1 else np.array([1.0])
+        tol = 0.25 * float(np.median(gaps)) if gaps.size else 0.5
+        kept = [s for s in ordered if zr[0] - tol <= s.z <= zr[1] + tol]
+        if not kept:
+            raise PatientDataError(
+                f"no slices inside the manifest's z range [{zr[0]:g}, {zr[1]:g}] mm "
+                f"(series spans {min(s.z for s in ordered):g} to {max(s.z for s in ordered):g} mm)")
+    if any(s.slope is None or s.intercept is None for s in kept):
+        notes.append("missing RescaleSlope/RescaleIntercept: assumed 1 and 0")
+    spacings = {s.pixel_spacing for s in kept}
+    if None in spacings:
+        raise PatientDataError("PixelSpacing missing: cannot resample to the physical grid")
+    mask_volume = _load_mask(root, row.get("mask_path", ""), kept) if row.get("mask_path") else None
+    size, lo, hi = int(config.image_size), *config.hu_window
+    images = np.empty((len(kept), size, size), dtype=np.uint8)
+    masks = np.zeros((len(kept), size, size), dtype=np.uint8) if mask_volume is not None else None
+    for i, ref in enumerate(kept):
+        hu = to_hu(read_plane(folder, ref), ref.slope, ref.intercept)
+        img = resample_to_grid(window(hu, lo, hi), ref.pixel_spacing, config.pixel_mm, size)  # type: ignore[arg-type]
+        images[i] = np.rint(img * 255.0).astype(np.uint8)
+        if masks is not None and mask_volume is not None:
+            masks[i] = resample_to_grid(mask_volume[i], ref.pixel_spacing, config.pixel_mm, size,  # type: ignore[arg-type]
+                                        nearest=True) > 0.5
+    return PatientResult(
+        pid, "included", "", images=images, masks=masks, z_mm=[s.z for s in kept], warnings=notes,
+        pvp_rule=rule, pixel_spacing_mm=float(kept[0].pixel_spacing[0]),  # type: ignore[index]
+        n_files=scan.n_files,
+    )
+
+
+def _load_mask(root: Path, rel: str, kept: list) -> np.ndarray | None:
+    path = root / rel
+    if not path.is_file():
+        raise PatientDataError(f"mask file {rel} (mask_path in manifest) not found")
+    with np.load(path) as npz:
+        mask, z = npz["mask"], npz["z_mm"]
+    out = []
+    for ref in kept:
+        j = int(np.argmin(np.abs(z - ref.z)))
+        if abs(float(z[j]) - ref.z) > 1e-2:
+            raise PatientDataError(f"mask file {rel} has no plane at z = {ref.z:g} mm")
+        out.append(mask[j].astype(np.float32))
+    return np.stack(out)
+
+
+@dataclass
+class PreparedCohort:
+    """A finished slice cache: images, per-slice index, qc table and metadata."""
+
+    root: Path
+    images: np.ndarray  # uint8 memmap (N, S, S)
+    index: pd.DataFrame  # one row per cached slice: patient_id, slice, z_mm
+    qc: pd.DataFrame
+    meta: dict
+    masks: np.ndarray | None = None
+
+    @property
+    def included(self) -> pd.DataFrame:
+        return self.qc[self.qc["status"] == "included"]
+
+    def exclusion_summary(self) -> pd.Series:
+        """Number of excluded patients per reason."""
+        exc = self.qc[self.qc["status"] == "excluded"]
+        return exc["reason"].map(_reason_category).value_counts().rename("patients")
+
+    def patient_slices(self, patient_id: str) -> np.ndarray:
+        """Row numbers of one patient's slices in :attr:`images` (head to feet)."""
+        rows = self.index.index[self.index["patient_id"] == patient_id]
+        if len(rows) == 0:
+            raise KeyError(f"patient {patient_id!r} has no slices in the cache (excluded or unknown)")
+        return rows.to_numpy()
+
+
+def _reason_category(reason: str) -> str:
+    """Short category of an exclusion reason, for the run summary."""
+    if reason.startswith("excluded in manifest: "):
+        return reason.removeprefix("excluded in manifest: ")
+    for key in ("no portal-venous series", "DICOM folder not found", "DICOM folder is empty",
+                "no CT images", "cannot decode pixel data", "no slices inside", "pvp_series_uid",
+                "PixelSpacing missing", "unexpected error"):
+        if key in reason:
+            return key
+    return reason.split(" (")[0][:60]
+
+
+def cache_key(manifest_sha: str, config: PrepareConfig) -> str:
+    """Cache folder name for a manifest checksum and preprocessing parameters."""
+    return stable_hash({"manifest": manifest_sha, "config": asdict(config), "version": CACHE_VERSION})
+
+
+def load_prepared(cache_dir: str | Path) -> PreparedCohort:
+    """Open a finished cache folder (images memory-mapped read-only)."""
+    root = Path(cache_dir)
+    meta = json.loads((root / "meta.json").read_text())
+    images = np.load(root / "images.npy", mmap_mode="r")
+    masks = np.load(root / "masks.npy", mmap_mode="r") if (root / "masks.npy").exists() else None
+    index = pd.read_csv(root / "index.csv", dtype={"patient_id": str})
+    qc = pd.read_csv(root / "qc.csv", dtype={"patient_id": str}, keep_default_na=False)
+    return PreparedCohort(root=root, images=images, index=index, qc=qc, meta=meta, masks=masks)
+
+
+def prepare(
+    manifest: str | Path,
+    cache: str | Path,
+    *,
+    config: PrepareConfig | None = None,
+    workers: int | None = None,
+    show_progress: bool = True,
+    force: bool = False,
+) -> PreparedCohort:
+    """Preprocess a cohort into a slice cache, or reuse the matching cache.
+
+    Parameters
+    ----------
+    manifest : str or Path
+        Cohort manifest CSV (validated before any work).
+    cache : str or Path
+        Cache root; the cohort lands in ``cache/<key>/`` where the key hashes the manifest
+        checksum and ``config``.
+    config : PrepareConfig, optional
+        Preprocessing parameters (default: the paper's 256 px).
+    workers : int, optional
+        Worker processes (default: CPU count, at most the number of patients).
+    show_progress : bool
+        Show a tqdm bar.
+    force : bool
+        Rebuild even if a matching cache exists.
+
+    Returns
+    -------
+    PreparedCohort
+    """
+    config = config or PrepareConfig()
+    manifest = Path(manifest).resolve()
+    df = read_manifest(manifest)
+    sha = manifest_checksum(manifest)
+    key = cache_key(sha, config)
+    final = Path(cache).resolve() / key
+    if (final / "meta.json").exists() and not force:
+        return load_prepared(final)
+
+    rows = df.to_dict("records")
+    n_workers = max(1, min(workers or os.cpu_count() or 1, len(rows)))
+    results: dict[str, PatientResult] = {}
+    bar = tqdm(total=len(rows), desc="prepare", unit="patient", disable=not show_progress)
+    if n_workers == 1:
+        for row in rows:
+            results[row["patient_id"]] = process_patient(row, str(manifest.parent), config)
+            bar.update()
+    else:
+        ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+            futures = {pool.submit(process_patient, row, str(manifest.parent), config): row["patient_id"]
+                       for row in rows}
+            for fut in as_completed(futures):
+                results[futures[fut]] = fut.result()
+                bar.update()
+    bar.close()
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
+    try:
+        _write_cache(tmp, df, results, config, sha, manifest)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return load_prepared(final)
+
+
+def _write_cache(tmp: Path, df: pd.DataFrame, results: dict[str, PatientResult], config: PrepareConfig,
+                 sha: str, manifest: Path) -> None:
+    order = [pid for pid in df["patient_id"]]
+    included = [results[p] for p in order if results[p].status == "included"]
+    n = sum(len(r.z_mm) for r in included)
+    size = int(config.image_size)
+    images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n, size, size))
+    has_masks = any(r.masks is not None for r in included)
+    masks = (np.lib.format.open_memmap(tmp / "masks.npy", mode="w+", dtype=np.uint8, shape=(n, size, size))
+             if has_masks else None)
+    index_rows = []
+    at = 0
+    for r in included:
+        k = len(r.z_mm)
+        images[at:at + k] = r.images
+        if masks is not None:
+            masks[at:at + k] = r.masks if r.masks is not None else 0
+        index_rows += [{"patient_id": r.patient_id, "slice": i, "z_mm": round(z, 3)} for i, z in enumerate(r.z_mm)]
+        at += k
+    images.flush()
+    del images
+    if masks is not None:
+        masks.flush()
+        del masks
+    write_csv(tmp / "index.csv", pd.DataFrame(index_rows, columns=["patient_id", "slice", "z_mm"]))
+    qc = pd.DataFrame([{
+        "patient_id": r.patient_id, "status": r.status, "reason": r.reason,
+        "n_slices": len(r.z_mm), "warnings": "; ".join(r.warnings), "pvp_rule": r.pvp_rule,
+        "pixel_spacing_mm": round(r.pixel_spacing_mm, 4) if r.status == "included" else "",
+        "n_files": r.n_files,
+    } for r in (results[p] for p in order)], columns=list(QC_COLUMNS))
+    write_csv(tmp / "qc.csv", qc)
+    summary = Counter(_reason_category(r.reason) for r in results.values() if r.status == "excluded")
+    write_json(tmp / "meta.json", {
+        "cache_version": CACHE_VERSION, "config": asdict(config), "pixel_mm": config.pixel_mm,
+        "manifest_sha256": sha, "manifest_name": manifest.name, "n_patients": len(order),
+        "n_included": len(included), "n_slices": n, "exclusions": dict(summary),
+    })

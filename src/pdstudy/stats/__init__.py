@@ -1,0 +1,58 @@
+"""Statistics for small test sets: discrimination with uncertainty, thresholds, calibration, tests.
+
+Pure functions on arrays (NumPy, SciPy, scikit-learn, pandas only; importing this package never
+imports torch). Labels are 0/1 with **1 = poor response** (:data:`pdstudy.vocab.POSITIVE_CLASS`);
+scores are larger for more likely poor response. Inputs are validated up front and invalid ones
+raise ``ValueError`` saying what was expected.
+
+Submodules
+----------
+discrimination
+    :func:`roc_auc`, :func:`delong_auc_variance`, :func:`delong_auc_ci`, :func:`delong_test`,
+    :func:`bootstrap_auc_ci`.
+thresholds
+    :func:`binary_metrics`, :func:`youden_threshold`, :func:`apply_threshold_policy`.
+calibration
+    :func:`recalibrate`, :func:`brier_score`, :func:`calibration_curve`, :func:`net_benefit`.
+intervals
+    :func:`wilson_ci`.
+comparisons
+    :func:`mcnemar_exact`, :func:`holm`, :func:`fisher_exact_rxc`, :func:`mann_whitney`.
+"""
+
+from __future__ import annotations
+
+from pdstudy.stats.calibration import brier_score, calibration_curve, net_benefit, recalibrate
+from pdstudy.stats.comparisons import fisher_exact_rxc, holm, mann_whitney, mcnemar_exact
+from pdstudy.stats.discrimination import (
+    AUCInterval,
+    bootstrap_auc_ci,
+    delong_auc_ci,
+    delong_auc_variance,
+    delong_test,
+    roc_auc,
+)
+from pdstudy.stats.intervals import wilson_ci
+from pdstudy.stats.thresholds import THRESHOLD_POLICIES, apply_threshold_policy, binary_metrics, youden_threshold
+
+__all__ = [
+    "THRESHOLD_POLICIES",
+    "AUCInterval",
+    "apply_threshold_policy",
+    "binary_metrics",
+    "bootstrap_auc_ci",
+    "brier_score",
+    "calibration_curve",
+    "delong_auc_ci",
+    "delong_auc_variance",
+    "delong_test",
+    "fisher_exact_rxc",
+    "holm",
+    "mann_whitney",
+    "mcnemar_exact",
+    "net_benefit",
+    "recalibrate",
+    "roc_auc",
+    "wilson_ci",
+    "youden_threshold",
+]

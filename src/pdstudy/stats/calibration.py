@@ -1,0 +1,265 @@
+"""Recalibration, Brier score, reliability (calibration) curve, and decision-curve net benefit."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+from scipy.special import logit
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+
+from pdstudy.stats._validation import as_binary, as_scores, check_same_length, require_both_classes
+from pdstudy.stats.intervals import wilson_ci
+
+RECALIBRATION_METHODS: Final = ("platt", "isotonic")
+#: Probabilities are clipped to [EPS, 1 - EPS] before the logit in Platt scaling (float32 softmax resolution).
+LOGIT_EPS: Final = 1e-7
+
+
+def recalibrate(
+    scores_fit: ArrayLike,
+    y_fit: ArrayLike,
+    scores_apply: ArrayLike,
+    method: str = "platt",
+    *,
+    scale: str = "auto",
+) -> NDArray[np.float64]:
+    """Fit a recalibration map on validation / out-of-fold data and apply it to other scores.
+
+    Fit only on data the model was not trained on **and** that is not the test set being evaluated
+    (validation or out-of-fold predictions); the map is then applied to the test scores.
+
+    ``"platt"``
+        Logistic regression ``P(poor) = expit(a * x + b)`` (scikit-learn ``LogisticRegression`` without
+        penalty), where ``x = logit(score)`` for probability scores or the raw score otherwise (see
+        ``scale``). Platt's (1999) target smoothing is used: positives get target ``(m + 1) / (m + 2)``
+        and negatives ``1 / (n + 2)`` (as in scikit-learn's ``CalibratedClassifierCV``), implemented
+        with duplicated rows and sample weights. This keeps ``a`` and ``b`` finite when the validation
+        scores separate the classes perfectly, which is common with a few dozen patients. The output
+        lies strictly inside (0, 1) and is monotone in the score (decreasing only if ``a < 0``).
+    ``"isotonic"``
+        ``IsotonicRegression(increasing=True, y_min=0, y_max=1, out_of_bounds="clip")`` on the raw
+        scores: a non-decreasing step function; scores outside the fitted range get the end values.
+        Outputs may be exactly 0 or 1.
+
+    Parameters
+    ----------
+    scores_fit : array-like of shape (n_fit,)
+        Validation / out-of-fold scores used to fit the map.
+    y_fit : array-like of shape (n_fit,)
+        Their binary labels (1 = poor response); both classes are required.
+    scores_apply : array-like of shape (n_apply,)
+        Scores to recalibrate (e.g. the test set).
+    method : {"platt", "isotonic"}, default "platt"
+        Recalibration method.
+    scale : {"auto", "logit", "identity"}, default "auto"
+        Platt only: feature transform. ``"logit"`` uses ``logit(clip(score, LOGIT_EPS, 1 - LOGIT_EPS))``
+        and requires scores in [0, 1]; ``"identity"`` uses the raw score (e.g. a logit or margin);
+        ``"auto"`` picks ``"logit"`` when all fit and apply scores lie in [0, 1], else ``"identity"``.
+
+    Returns
+    -------
+    ndarray of shape (n_apply,)
+        Recalibrated probabilities of poor response.
+
+    Raises
+    ------
+    ValueError
+        On an unknown method or scale, mismatched fit lengths, non-binary or single-class ``y_fit``,
+        non-finite scores, or ``scale="logit"`` with scores outside [0, 1].
+    """
+    if method not in RECALIBRATION_METHODS:
+        raise ValueError(f"unknown recalibration method {method!r}; expected one of {RECALIBRATION_METHODS}")
+    if scale not in ("auto", "logit", "identity"):
+        raise ValueError(f"unknown scale {scale!r}; expected 'auto', 'logit' or 'identity'")
+    s_fit = as_scores(scores_fit, "scores_fit")
+    y = as_binary(y_fit, "y_fit")
+    s_app = as_scores(scores_apply, "scores_apply")
+    check_same_length(scores_fit=s_fit, y_fit=y)
+    require_both_classes(y, "y_fit", "recalibration")
+
+    if method == "isotonic":
+        iso = IsotonicRegression(increasing=True, y_min=0.0, y_max=1.0, out_of_bounds="clip")
+        iso.fit(s_fit, y.astype(np.float64))
+        return np.asarray(iso.predict(s_app), dtype=np.float64)
+
+    in_unit = bool(np.all((s_fit >= 0) & (s_fit <= 1)) and np.all((s_app >= 0) & (s_app <= 1)))
+    if scale == "auto":
+        scale = "logit" if in_unit else "identity"
+    if scale == "logit":
+        if not in_unit:
+            raise ValueError("scale='logit' needs scores in [0, 1]; use scale='identity' for logits or margins")
+        x_fit = logit(np.clip(s_fit, LOGIT_EPS, 1 - LOGIT_EPS))
+        x_app = logit(np.clip(s_app, LOGIT_EPS, 1 - LOGIT_EPS))
+    else:
+        x_fit, x_app = s_fit, s_app
+    m = int(y.sum())
+    n = len(y) - m
+    target = np.where(y == 1, (m + 1.0) / (m + 2.0), 1.0 / (n + 2.0))
+    x2 = np.concatenate([x_fit, x_fit])[:, None]
+    y2 = np.concatenate([np.ones(len(y)), np.zeros(len(y))])
+    w2 = np.concatenate([target, 1.0 - target])
+    lr = LogisticRegression(C=np.inf, solver="lbfgs", max_iter=10_000, tol=1e-10)
+    lr.fit(x2, y2, sample_weight=w2)
+    return np.asarray(lr.predict_proba(x_app[:, None])[:, 1], dtype=np.float64)
+
+
+def brier_score(y_true: ArrayLike, y_prob: ArrayLike) -> float:
+    """Brier score: mean squared difference between the predicted probability and the 0/1 outcome.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n,)
+        Binary labels, 1 = poor response.
+    y_prob : array-like of shape (n,)
+        Predicted probabilities of poor response, in [0, 1].
+
+    Returns
+    -------
+    float
+        ``mean((y_prob - y_true) ** 2)``; 0 is perfect, ``prevalence * (1 - prevalence)`` is the score of
+        always predicting the prevalence.
+
+    Raises
+    ------
+    ValueError
+        On mismatched lengths, non-binary labels, or probabilities that are non-finite or outside [0, 1].
+    """
+    y = as_binary(y_true, "y_true")
+    p = as_scores(y_prob, "y_prob", probability=True)
+    check_same_length(y_true=y, y_prob=p)
+    return float(np.mean((p - y) ** 2))
+
+
+def calibration_curve(
+    y_true: ArrayLike,
+    y_prob: ArrayLike,
+    n_bins: int = 5,
+    strategy: str = "quantile",
+    level: float = 0.95,
+) -> dict[str, NDArray[np.float64] | NDArray[np.int64]]:
+    """Reliability curve: observed frequency of poor response against the mean predicted probability per bin.
+
+    Bins are half-open ``[lower, upper)`` except the last, which is closed. With ``"quantile"`` the edges
+    are the quantiles of ``y_prob`` at ``0, 1/n_bins, ..., 1`` (duplicate edges from tied predictions are
+    merged, so fewer bins may result); with ``"uniform"`` they split [0, 1] evenly. Empty bins are dropped.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n,)
+        Binary labels, 1 = poor response.
+    y_prob : array-like of shape (n,)
+        Predicted probabilities of poor response, in [0, 1].
+    n_bins : int, default 5
+        Requested number of bins (at least 1). Keep it small for ~28 patients.
+    strategy : {"quantile", "uniform"}, default "quantile"
+        Bin edges as described above.
+    level : float, default 0.95
+        Level of the Wilson interval on each bin's observed frequency.
+
+    Returns
+    -------
+    dict of str to ndarray
+        Equal-length arrays, one entry per non-empty bin, ready for ``pandas.DataFrame(...)``:
+        ``bin_lower``, ``bin_upper`` (edges), ``n`` (patients), ``n_pos`` (poor responders),
+        ``mean_predicted``, ``observed`` (``n_pos / n``), ``observed_lo``, ``observed_hi`` (Wilson).
+
+    Raises
+    ------
+    ValueError
+        On mismatched lengths, non-binary labels, invalid probabilities, ``n_bins < 1`` or an unknown
+        strategy.
+    """
+    y = as_binary(y_true, "y_true")
+    p = as_scores(y_prob, "y_prob", probability=True)
+    check_same_length(y_true=y, y_prob=p)
+    if int(n_bins) != n_bins or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    n_bins = int(n_bins)
+    if strategy == "quantile":
+        edges = np.unique(np.quantile(p, np.linspace(0.0, 1.0, n_bins + 1)))
+    elif strategy == "uniform":
+        edges = np.linspace(0.0, 1.0, n_bins + 1)
+    else:
+        raise ValueError(f"unknown strategy {strategy!r}; expected 'quantile' or 'uniform'")
+    if len(edges) == 1:
+        edges = np.array([edges[0], edges[0]])
+    idx = np.searchsorted(edges[1:-1], p, side="right")
+    n_total = len(edges) - 1
+    counts = np.bincount(idx, minlength=n_total)
+    n_pos = np.bincount(idx, weights=y, minlength=n_total).astype(np.int64)
+    sum_p = np.bincount(idx, weights=p, minlength=n_total)
+    keep = counts > 0
+    counts, n_pos, sum_p = counts[keep], n_pos[keep], sum_p[keep]
+    cis = np.array([wilson_ci(int(k), int(c), level) for k, c in zip(n_pos, counts, strict=True)]).reshape(-1, 2)
+    return {
+        "bin_lower": edges[:-1][keep],
+        "bin_upper": edges[1:][keep],
+        "n": counts.astype(np.int64),
+        "n_pos": n_pos,
+        "mean_predicted": sum_p / counts,
+        "observed": n_pos / counts,
+        "observed_lo": cis[:, 0],
+        "observed_hi": cis[:, 1],
+    }
+
+
+def net_benefit(y_true: ArrayLike, y_prob: ArrayLike, thresholds: ArrayLike) -> pd.DataFrame:
+    """Decision-curve net benefit of acting on predicted poor response, with the treat-all/none references.
+
+    Here the positive class is **poor response**, so to "treat" a patient means to *act on a predicted
+    poor response*: e.g. spare the patient a conversion therapy that is expected to be futile and choose
+    an alternative strategy. A patient is treated iff ``y_prob >= pt``. The threshold probability ``pt``
+    encodes how many unnecessary actions (good responders wrongly steered away, FP) one accepts per
+    correctly handled poor responder (TP): the odds ``pt / (1 - pt)``. With ``n`` patients::
+
+        net_benefit = TP / n - FP / n * pt / (1 - pt)
+        treat_all   = prevalence - (1 - prevalence) * pt / (1 - pt)   # act on every patient
+        treat_none  = 0                                               # act on no one
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n,)
+        Binary labels, 1 = poor response.
+    y_prob : array-like of shape (n,)
+        Predicted probabilities of poor response, in [0, 1] (calibrated, for the weights to be meaningful).
+    thresholds : array-like of float
+        Threshold probabilities ``pt`` in [0, 1).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per threshold, columns ``threshold``, ``net_benefit`` (model), ``treat_all``,
+        ``treat_none``.
+
+    Raises
+    ------
+    ValueError
+        On mismatched lengths, non-binary labels, invalid probabilities, or thresholds outside [0, 1).
+    """
+    y = as_binary(y_true, "y_true")
+    p = as_scores(y_prob, "y_prob", probability=True)
+    check_same_length(y_true=y, y_prob=p)
+    pt = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
+    if pt.ndim != 1 or pt.size == 0:
+        raise ValueError(f"thresholds must be a non-empty 1-D sequence, got shape {pt.shape}")
+    if not np.all(np.isfinite(pt)) or (pt < 0).any() or (pt >= 1).any():
+        raise ValueError("thresholds must be probabilities in [0, 1) (pt / (1 - pt) is infinite at 1)")
+    n = len(y)
+    pos = y == 1
+    treated = p[None, :] >= pt[:, None]
+    tp = (treated & pos).sum(axis=1)
+    fp = (treated & ~pos).sum(axis=1)
+    odds = pt / (1.0 - pt)
+    prevalence = pos.mean()
+    return pd.DataFrame(
+        {
+            "threshold": pt,
+            "net_benefit": tp / n - fp / n * odds,
+            "treat_all": prevalence - (1.0 - prevalence) * odds,
+            "treat_none": np.zeros_like(pt),
+        }
+    )

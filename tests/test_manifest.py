@@ -1,0 +1,94 @@
+"""Manifest validation: structural errors stop before any work, naming row and column."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from pdstudy.manifest import COLUMN_NAMES, REQUIRED, ManifestError, read_manifest, validate_manifest
+from pdstudy.vocab import label_of, response_from_recist
+
+GOOD = [
+    {"patient_id": "P001", "split": "train", "response": "good", "recist": "PR", "dicom_dir": "p1"},
+    {"patient_id": "P002", "split": "test", "response": "poor", "recist": "SD", "dicom_dir": "p2"},
+    {
+        "patient_id": "P003",
+        "split": "",
+        "response": "",
+        "recist": "",
+        "dicom_dir": "p3",
+        "exclusion": "metastasis_outside_abdominal_cavity",
+    },
+]
+
+
+def _write(tmp_path, rows, columns=None):
+    df = pd.DataFrame(rows, columns=columns)
+    path = tmp_path / "manifest.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_valid_manifest_reads_as_strings(tmp_path):
+    df = read_manifest(_write(tmp_path, GOOD))
+    assert list(df["patient_id"]) == ["P001", "P002", "P003"]
+    assert df.loc[2, "split"] == ""
+
+
+def test_missing_required_column_is_named(tmp_path):
+    path = _write(tmp_path, [{k: v for k, v in GOOD[0].items() if k != "recist"}])
+    with pytest.raises(ManifestError, match=r"missing required column\(s\) \['recist'\]"):
+        read_manifest(path)
+
+
+def test_duplicate_ids_and_unknown_codes_name_row_and_column(tmp_path):
+    rows = [dict(GOOD[0]), dict(GOOD[0], split="tset"), dict(GOOD[1], recist="XX", response="poor")]
+    with pytest.raises(ManifestError) as err:
+        read_manifest(_write(tmp_path, rows))
+    msg = str(err.value)
+    assert "row 3, column 'patient_id': duplicate patient_id 'P001' (first at row 2)" in msg
+    assert "row 3, column 'split': unknown code 'tset'" in msg
+    assert "row 4, column 'recist': unknown code 'XX'" in msg
+
+
+def test_response_must_agree_with_recist(tmp_path):
+    rows = [dict(GOOD[0], response="poor", recist="CR")]
+    with pytest.raises(ManifestError, match="'poor' contradicts recist 'CR'"):
+        read_manifest(_write(tmp_path, rows))
+
+
+def test_identifying_ids_and_escaping_paths_are_rejected():
+    df = pd.DataFrame([dict(GOOD[0], patient_id="Doe, John", dicom_dir="../other")]).astype(str)
+    errors = validate_manifest(df)
+    assert any("not a pseudonymous ID" in e for e in errors)
+    assert any("inside the manifest's folder" in e for e in errors)
+
+
+def test_assigned_patient_needs_labels_and_numbers_must_parse():
+    df = pd.DataFrame([dict(GOOD[0], response="", recist="", z_from_mm="abc", z_to_mm="")]).astype(str)
+    errors = validate_manifest(df)
+    assert any("column 'response': empty" in e for e in errors)
+    assert any("'abc' is not a number" in e for e in errors)
+    assert any("given together" in e for e in errors)
+
+
+def test_unknown_column_listed_with_valid_ones():
+    df = pd.DataFrame([dict(GOOD[0], favourite_colour="blue")]).astype(str)
+    errors = validate_manifest(df)
+    assert any("unknown column(s) ['favourite_colour']" in e for e in errors)
+
+
+def test_schema_constants_and_vocabulary():
+    assert set(REQUIRED) <= set(COLUMN_NAMES)
+    assert [response_from_recist(c) for c in ("CR", "PR", "SD", "PD")] == ["good", "good", "poor", "poor"]
+    assert label_of("poor") == 1 and label_of("good") == 0
+    with pytest.raises(ValueError, match="expected one of"):
+        label_of("PR")  # the paper's abbreviation for poor response is not accepted in code
+
+
+def test_example_manifest_in_data_manifest_is_valid():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "data_manifest" / "example_manifest.csv"
+    df = read_manifest(example)
+    assert len(df) >= 3
