@@ -37,7 +37,7 @@ class Cohort:
 
     @property
     def name(self) -> str:
-        return "synthetic cohort (pdstudy synth)" if self.synthetic else self.manifest_path.name
+        return "built-in synthetic cohort" if self.synthetic else self.manifest_path.name
 
     def patients(self) -> pd.DataFrame:
         """Manifest rows of included patients that belong to a split, with their slice counts."""

@@ -278,7 +278,8 @@ def prepare(
             results[row["patient_id"]] = process_patient(row, str(manifest.parent), config)
             bar.update()
     else:
-        ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+        # fork (Linux) needs no `if __name__ == "__main__"` guard in user scripts; workers touch no torch.
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
             futures = {pool.submit(process_patient, row, str(manifest.parent), config): row["patient_id"]
                        for row in rows}

@@ -60,10 +60,11 @@ def save_figure(fig: plt.Figure, run: RunDir, name: str) -> tuple[Path, Path]:
 def plot_patient_flow(flow: dict) -> plt.Figure:
     """Patient-flow diagram: screened -> exclusions by reason -> included -> splits by response."""
     set_style()
-    fig, ax = plt.subplots(figsize=(8.5, 6.0))
+    fig, ax = plt.subplots(figsize=(8.5, 5.4))
     ax.set_axis_off()
     ax.set_xlim(0, 10)
-    ax.set_ylim(0, 10)
+    ax.set_ylim(1.3, 10)
+    fig.subplots_adjust(left=0.02, right=0.98, top=0.93, bottom=0.07)
     box = dict(boxstyle="round,pad=0.5", facecolor="#f2f2f2", edgecolor="#444444")
     exc_box = dict(boxstyle="round,pad=0.5", facecolor="#fde0dd", edgecolor="#a50f15")
 
@@ -76,7 +77,7 @@ def plot_patient_flow(flow: dict) -> plt.Figure:
     lines = [f"Excluded, n = {n_exc}"] + [f"{reason.replace('_', ' ')}: {k}" for reason, k in excluded.items()]
     ax.text(7.4, 7.4, "\n".join(lines), ha="center", va="center", fontsize=9.5, bbox=exc_box, wrap=True)
     arrow(3.0, 8.6, 3.0, 6.1)
-    arrow(3.0, 7.4, 5.0, 7.4)
+    arrow(3.0, 7.4, 5.6, 7.4)
     ax.text(3.0, 5.6, f"Included\nn = {flow['included']}", ha="center", va="center", fontsize=11, bbox=box)
     splits = list(flow["splits"].items())
     xs = np.linspace(1.5, 8.5, max(len(splits), 1) + 2)[1:-1] if len(splits) > 2 else [1.8, 5.2][: len(splits)]
@@ -89,7 +90,7 @@ def plot_patient_flow(flow: dict) -> plt.Figure:
         ax.text(8.2, 4.3, f"Included, no split\nassigned: {flow['unassigned']}", ha="center", va="center",
                 fontsize=9, bbox=box)
     ax.set_title("Patient flow", fontsize=13)
-    fig.text(0.5, 0.02, PAPER_LABEL_FOOTNOTE, ha="center", fontsize=7.5, wrap=True, color="#555555")
+    fig.text(0.5, 0.015, PAPER_LABEL_FOOTNOTE, ha="center", va="bottom", fontsize=8, color="#555555")
     return fig
 
 

@@ -10,12 +10,13 @@ split's class balance, and the optimism of choosing a Youden threshold on the te
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats
+
+from pdstudy.stats import fisher_exact_rxc
 
 #: Relative tolerance for "as or less probable than the observed table" (as in R's fisher.test).
 _REL_TOL = 1e-7
@@ -210,9 +211,8 @@ def mcnemar_pvalue_range(
 def fisher_freeman_halton(table: Sequence[Sequence[int]]) -> float:
     """Exact Fisher-Freeman-Halton test of independence for a 2 x c table.
 
-    Enumerates every table with the observed row and column sums and adds the
-    probabilities (multivariate hypergeometric) of those no more probable than the
-    observed one. For c = 2 this is Fisher's exact two-sided test.
+    The audit's 2 x c entry point to :func:`pdstudy.stats.fisher_exact_rxc` (exact enumeration
+    of the tables with the observed margins). For c = 2 this is Fisher's exact two-sided test.
 
     Parameters
     ----------
@@ -229,29 +229,11 @@ def fisher_freeman_halton(table: Sequence[Sequence[int]]) -> float:
         raise ValueError(f"table must be 2 x c with c >= 2, got shape {t.shape}")
     if not np.issubdtype(t.dtype, np.integer) and not np.all(np.equal(np.mod(t, 1), 0)):
         raise ValueError("table must hold integer counts")
-    t = t.astype(int)
     if (t < 0).any():
         raise ValueError("table counts must be non-negative")
-    cols = [int(x) for x in t.sum(axis=0)]
-    r1 = int(t[0].sum())
-    n = sum(cols)
-    if n == 0:
+    if t.sum() == 0:
         raise ValueError("table is empty")
-
-    def log_prob(first_row: Sequence[int]) -> float:
-        # P(first row | margins) = prod_j C(c_j, x_j) / C(n, r1)
-        return sum(_log_comb(cj, xj) for cj, xj in zip(cols, first_row, strict=True)) - _log_comb(n, r1)
-
-    observed = log_prob([int(x) for x in t[0]])
-    total = 0.0
-    for head in itertools.product(*(range(cj + 1) for cj in cols[:-1])):
-        last = r1 - sum(head)
-        if not 0 <= last <= cols[-1]:
-            continue
-        lp = log_prob((*head, last))
-        if lp <= observed + math.log1p(_REL_TOL):
-            total += math.exp(lp)
-    return float(min(1.0, total))
+    return fisher_exact_rxc(t.astype(int))
 
 
 def _log_comb(n: int, k: int) -> float:

@@ -1,0 +1,420 @@
+"""Tests for pdstudy.evaluation against independent computations (scikit-learn, SciPy, hand work)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit
+from scipy.stats import binomtest
+from sklearn.metrics import roc_auc_score
+
+from pdstudy import evaluation as ev
+from pdstudy.readers import simulate_readers
+from pdstudy.runs import RunDir
+from pdstudy.stats import delong_test, youden_threshold
+
+B7 = "efficientnet_b7"
+B3 = "efficientnet_b3"
+B0 = "efficientnet_b0"
+PD7 = f"pd:{B7}>{B7}>{B7}"
+PD3 = f"pd:{B3}>{B3}>{B3}"
+PD037 = f"pd:{B0}>{B3}>{B7}"
+KD7 = f"kd:{B7}>{B7}"
+
+#: method ID -> separation (binormal mean difference) of each stage.
+METHODS = {
+    f"baseline:{B7}": [1.0],
+    f"baseline:{B3}": [0.8],
+    KD7: [1.0, 1.3],
+    f"pd:{B7}>{B7}": [1.0, 1.5],
+    PD7: [1.0, 1.6, 2.2],
+    PD3: [0.8, 1.1, 1.4],
+    PD037: [0.7, 1.2, 2.0],
+}
+
+
+def make_predictions(methods=None, seeds=(0,), n_train=90, n_val=20, n_test=28, seed=0, folds=None, repeats=1):
+    """Synthetic prediction rows: binormal scores with a shared patient effect (methods are correlated).
+
+    Classes alternate within each split (14 poor / 14 good on 28 test patients). With ``folds`` the
+    non-train patients rotate through the test role (cross-validation rows, fold >= 0).
+    """
+    methods = METHODS if methods is None else methods
+    rng = np.random.default_rng(seed)
+    splits = np.array(["train"] * n_train + ["val"] * n_val + ["test"] * n_test)
+    n = len(splits)
+    y = np.concatenate([np.arange(k) % 2 for k in (n_train, n_val, n_test)])
+    idx = np.arange(n)
+    recist = np.where(y == 1, np.where(idx % 4 < 2, "SD", "PD"), np.where(idx % 4 < 2, "CR", "PR"))
+    shared = rng.normal(size=n)
+    ids = np.array([f"P{i:03d}" for i in range(n)])
+    frames = []
+    layouts = [(-1, 0, splits)]
+    if folds:
+        layouts = []
+        for rep in range(repeats):
+            order = np.random.default_rng([seed, 99, rep]).permutation(n)
+            for f in range(folds):
+                sp = np.array(["train"] * n, dtype=object)
+                sp[order[f::folds]] = "test"
+                sp[order[(f + 1) % folds::folds][:10]] = "val"
+                layouts.append((f, rep, sp))
+    for k, (mid, seps) in enumerate(methods.items()):
+        for st, d in enumerate(seps):
+            for s in seeds:
+                for fold, rep, sp in layouts:
+                    r = np.random.default_rng([seed, s, st, k, fold + 1, rep])
+                    lat = d * y + 0.6 * shared + 0.8 * r.normal(size=n) + np.where(sp == "train", 1.5 * y, 0.0)
+                    frames.append(pd.DataFrame({
+                        "patient_id": ids, "split": sp, "response": np.where(y == 1, "poor", "good"),
+                        "recist": recist, "score": expit(lat - d / 2), "method": mid, "stage": st, "seed": s,
+                        "fold": fold, "repeat": rep}))
+    return pd.DataFrame(pd.concat(frames, ignore_index=True))
+
+
+@pytest.fixture(scope="module")
+def preds():
+    return make_predictions()
+
+
+@pytest.fixture(scope="module")
+def t2(preds):
+    return ev.table2(preds, quick=True)
+
+
+def _rows(preds, mid, split, stage=None):
+    stage = ev.method_from_id(mid).final_stage if stage is None else stage
+    return preds[(preds["method"] == mid) & (preds["stage"] == stage) & (preds["split"] == split)]
+
+
+# --------------------------------------------------------------------------------------------- methods
+
+
+def _definitions(module_file: Path, names: set[str]) -> dict:
+    """Execute only the named top-level definitions of a source file (no imports: torch stays out)."""
+    import ast
+    import dataclasses
+    import types
+    import typing
+    from collections import abc
+
+    tree = ast.parse(module_file.read_text())
+    keep = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name in names:
+            keep.append(node)
+        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id in names for t in node.targets):
+            keep.append(node)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id in names:
+            keep.append(node)
+    ns = {"dataclass": dataclasses.dataclass, "MappingProxyType": types.MappingProxyType, "Final": typing.Final,
+          "Mapping": abc.Mapping, "Literal": typing.Literal, "Any": typing.Any}
+    exec(compile(ast.Module(body=keep, type_ignores=[]), str(module_file), "exec"), ns)
+    missing = names - set(ns)
+    assert not missing, f"{module_file.name} no longer defines {missing} at top level"
+    return ns
+
+
+def test_agrees_with_distill_and_models():
+    """The torch-free parser matches distill.Method, and the copied constants match distill / models.
+
+    distill and models import torch (seconds to load), so their definitions are executed from source.
+    """
+    src = Path(ev.__file__).parent
+    d = _definitions(src / "distill.py", {"METHOD_KINDS", "PREDICTION_COLUMNS", "_DISPLAY", "display_arch", "Method"})
+    mo = _definitions(src / "models.py", {"Architecture", "QUICK_ARCHITECTURES", "QUICK_STAND_INS", "ALIASES"})
+    assert ev.PREDICTION_COLUMNS == d["PREDICTION_COLUMNS"]
+    assert tuple(ev.METHOD_KINDS) == tuple(d["METHOD_KINDS"])
+    assert ev.DISPLAY_NAMES == d["_DISPLAY"]
+    assert ev._ALIASES == dict(mo["ALIASES"])
+    assert ev._QUICK_STAND_INS == dict(mo["QUICK_STAND_INS"])
+    cases = [("baseline", (B7,)), ("baseline", ("resnext101_32x8d",)), ("baseline", ("vgg16",)), ("kd", (B7, B3)),
+             ("pd", (B7, B3)), ("pd", (B0, B3, B7)), ("kd", ("resnet50", "resnet50")), ("pd", (B7, B7, B7))]
+    for kind, chain in cases:
+        m = d["Method"](kind, chain)
+        e = ev.method_from_id(m.id)
+        assert (e.id, e.label, e.kind, e.chain) == (m.id, m.label, m.kind, m.chain)
+    for kind, chain in [("kd", (B7,)), ("baseline", (B7, B3)), ("xx", (B7,))]:
+        with pytest.raises(ValueError):
+            d["Method"](kind, chain)
+        with pytest.raises(ValueError):
+            ev.MethodInfo(kind, chain)
+
+
+def test_torch_free_import():
+    code = ("import sys, pdstudy.evaluation, pdstudy.readers, pdstudy.figures\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\nprint('OK')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "OK"
+
+
+def test_method_from_id():
+    m = ev.method_from_id(PD037)
+    assert m.kind == "pd" and m.chain == (B0, B3, B7) and m.final_stage == 2
+    assert m.label == "Progressive Distill (B0>B3>B7)"
+    assert ev.method_from_id(f"baseline:{B7}").label == "EfficientNet-B7"
+    for bad, msg in [("efficientnet_b7", "kind:arch"), ("xx:efficientnet_b7", "kind"), (f"kd:{B7}>{B7}>{B7}", "kd"),
+                     ("pd:a>", "architectures"), ("baseline:a>b", "baseline")]:
+        with pytest.raises(ValueError, match=msg):
+            ev.method_from_id(bad)
+    assert ev.default_baseline(ev.method_from_id(PD037)) == f"baseline:{B7}"
+    assert ev.default_baseline(ev.method_from_id(f"baseline:{B3}")) is None
+
+
+# --------------------------------------------------------------------------------------------- validation
+
+
+def test_validation_messages(preds):
+    with pytest.raises(ValueError, match="score"):
+        ev.table2(preds.drop(columns="score"))
+    bad = preds.copy()
+    bad.loc[bad.index[5], "response"] = "PR"
+    with pytest.raises(ValueError, match="'response'.*baseline:efficientnet_b7"):
+        ev.final_stage(bad)
+    bad = preds.copy()
+    bad.loc[bad.index[0], "recist"] = "SD"  # patient 0 is a good responder
+    with pytest.raises(ValueError, match="recist"):
+        ev.final_stage(bad)
+    bad = preds.copy()
+    bad.loc[bad.index[3], "score"] = np.nan
+    with pytest.raises(ValueError, match="'score'"):
+        ev.final_stage(bad)
+    with pytest.raises(ValueError, match="appears twice"):
+        ev.final_stage(pd.concat([preds, preds.iloc[:1]]))
+    bad = preds.copy()
+    bad.loc[bad["method"] == KD7, "stage"] = 3
+    with pytest.raises(ValueError, match="stage.*kd:"):
+        ev.final_stage(bad)
+    with pytest.raises(ValueError, match="final stage"):
+        ev.final_stage(preds[~((preds["method"] == PD7) & (preds["stage"] == 2))])
+
+
+def test_final_stage(preds):
+    fs = ev.final_stage(preds)
+    got = fs.groupby("method")["stage"].unique().map(list).to_dict()
+    assert got == {mid: [len(s) - 1] for mid, s in METHODS.items()}
+
+
+# --------------------------------------------------------------------------------------------- Table 2
+
+
+def test_table2_rows_and_columns(t2):
+    run = t2[t2["status"] == "run"]
+    assert set(run["method_id"]) == set(METHODS)
+    assert len(run) == len(METHODS)
+    not_run = t2[t2["status"] == "not run"]
+    names = set(not_run["method"])
+    assert {"3DResNet-50", "Hybrid Model", "ResNet-50", "EfficientNet-B0", "Knowledge Distillation (B7>B3)"} <= names
+    assert not_run["reason"].str.len().gt(0).all()
+    assert "2D" in not_run.loc[not_run["method"] == "3DResNet-50", "reason"].iloc[0]
+    for col in ["method_id", "method", "n_seeds", "train_auc", "train_auc_lo", "train_auc_hi", "test_auc",
+                "test_auc_lo", "test_auc_hi", "test_auc_seed_mean", "test_auc_seed_sd", "compared_with", "p_delong",
+                "p_delong_holm", "paper_test_auc", "status", "reason"]:
+        assert col in t2.columns, col
+    for pol in ev.POLICIES:
+        for m in ("acc", "sen", "spe"):
+            for suffix in ("", "_lo", "_hi", "_seed_mean", "_seed_sd"):
+                assert f"{pol}_{m}{suffix}" in t2.columns
+        assert f"{pol}_threshold" in t2.columns
+    notes = " ".join(t2.attrs["notes"])
+    assert "optimistic" in notes and "Holm" in notes and "GR = good response" in notes and "stand-in" in notes
+    # paper order: the paper's first row comes first, the run-only method (pd b7>b7) last
+    assert t2["method"].iloc[0] == "ResNet-50"
+    assert t2["method_id"].iloc[-1] == f"pd:{B7}>{B7}"
+    disp = ev.format_table(t2)
+    assert len(disp) == len(t2)
+    assert (disp.loc[t2["status"] == "not run", "Test AUC [95% CI]"] == "not run").all()
+
+
+def test_table2_auc_matches_sklearn(preds, t2):
+    for mid in METHODS:
+        row = t2.set_index("method_id").loc[mid]
+        for split in ("train", "test"):
+            rows = _rows(preds, mid, split)
+            expected = roc_auc_score(rows["response"] == "poor", rows["score"])
+            assert row[f"{split}_auc"] == pytest.approx(expected, abs=1e-12)
+            assert row[f"{split}_auc_lo"] <= expected <= row[f"{split}_auc_hi"]
+        assert row["n_seeds"] == 1 and math.isnan(row["test_auc_seed_sd"])
+
+
+def test_table2_delong_and_holm(preds, t2):
+    tab = t2[t2["status"] == "run"].set_index("method_id")
+    ps = {}
+    for mid in METHODS:
+        m = ev.method_from_id(mid)
+        if m.kind == "baseline":
+            assert math.isnan(tab.loc[mid, "p_delong"])
+            continue
+        comp = f"baseline:{m.chain[-1]}"
+        assert tab.loc[mid, "compared_with"] == comp
+        a = _rows(preds, mid, "test").set_index("patient_id").sort_index()
+        b = _rows(preds, comp, "test").set_index("patient_id").sort_index()
+        _, p = delong_test((a["response"] == "poor").astype(int), a["score"], b["score"])
+        assert tab.loc[mid, "p_delong"] == pytest.approx(p, rel=1e-12)
+        ps[mid] = p
+    # Holm by hand: sorted p_(i) * (k - i + 1), running maximum, capped at 1
+    order = sorted(ps, key=ps.get)
+    k = len(order)
+    running = 0.0
+    for i, mid in enumerate(order):
+        running = max(running, min(1.0, (k - i) * ps[mid]))
+        assert tab.loc[mid, "p_delong_holm"] == pytest.approx(running, rel=1e-12)
+
+
+def test_youden_val_uses_only_val_rows(preds, t2):
+    rng = np.random.default_rng(5)
+    perturbed = preds.copy()
+    test_mask = perturbed["split"] == "test"
+    perturbed.loc[test_mask, "score"] = rng.uniform(size=int(test_mask.sum()))
+    t2b = ev.table2(perturbed, include_paper=False).set_index("method_id")
+    tab = t2.set_index("method_id")
+    for mid in METHODS:
+        assert t2b.loc[mid, "youden_val_threshold"] == tab.loc[mid, "youden_val_threshold"]
+        val = _rows(preds, mid, "val")
+        assert tab.loc[mid, "youden_val_threshold"] == youden_threshold((val["response"] == "poor").astype(int),
+                                                                        val["score"])
+        # youden_val metrics by hand on the test rows
+        test = _rows(preds, mid, "test")
+        thr = tab.loc[mid, "youden_val_threshold"]
+        pred = test["score"] >= thr
+        poor = test["response"] == "poor"
+        assert tab.loc[mid, "youden_val_sen"] == pytest.approx((pred & poor).sum() / poor.sum())
+        assert tab.loc[mid, "youden_val_spe"] == pytest.approx((~pred & ~poor).sum() / (~poor).sum())
+        assert tab.loc[mid, "youden_val_acc"] == pytest.approx((pred == poor).mean())
+    assert any(t2b.loc[mid, "youden_test_threshold"] != tab.loc[mid, "youden_test_threshold"] for mid in METHODS)
+
+
+def test_no_val_patients_gives_nan_with_note():
+    p = make_predictions({f"baseline:{B7}": [1.0], PD7: [1.0, 1.2, 1.5]}, n_val=0)
+    t = ev.table2(p, include_paper=False)
+    assert t["youden_val_acc"].isna().all() and t["youden_val_threshold"].isna().all()
+    assert t["youden_test_acc"].notna().all()
+    assert any("not available" in n for n in t.attrs["notes"])
+    assert (ev.format_table(t)["ACC % (Youden on val)"] == "n/a").all()
+
+
+def test_several_seeds_use_seed_averaged_score():
+    p = make_predictions({f"baseline:{B7}": [1.0], PD7: [1.0, 1.2, 1.6]}, seeds=(0, 1, 2))
+    t = ev.table2(p, include_paper=False).set_index("method_id")
+    rows = _rows(p, PD7, "test")
+    ens = rows.groupby("patient_id").agg(score=("score", "mean"), response=("response", "first"))
+    assert t.loc[PD7, "n_seeds"] == 3
+    assert t.loc[PD7, "test_auc"] == pytest.approx(roc_auc_score(ens["response"] == "poor", ens["score"]))
+    per_seed = [roc_auc_score(g["response"] == "poor", g["score"]) for _, g in rows.groupby("seed")]
+    assert t.loc[PD7, "test_auc_seed_mean"] == pytest.approx(np.mean(per_seed))
+    assert t.loc[PD7, "test_auc_seed_sd"] == pytest.approx(np.std(per_seed, ddof=1))
+    assert any("seed-averaged" in n for n in t.attrs["notes"])
+
+
+def test_custom_baseline_and_missing_comparator(preds):
+    t = ev.table2(preds, include_paper=False, baseline_for={PD037: f"baseline:{B3}"}).set_index("method_id")
+    assert t.loc[PD037, "compared_with"] == f"baseline:{B3}"
+    p = make_predictions({PD7: [1.0, 1.2, 1.5]})
+    t = ev.table2(p, include_paper=False)
+    assert t["p_delong"].isna().all()
+    assert any("comparator not run" in n for n in t.attrs["notes"])
+
+
+# --------------------------------------------------------------------------------------------- Table 3
+
+
+def test_table3_mcnemar_matches_binomtest(preds):
+    pts = ev.patients_of_split(preds)
+    readers = simulate_readers(pts, seed=3)
+    t3 = ev.table3(preds, readers, method_id=PD7)
+    assert list(t3["kind"]) == ["reader"] * 3 + ["average", "model", "model"]
+    assert t3["row"].iloc[:3].str.contains("simulated").all()
+    assert any("NOT real clinicians" in n for n in t3.attrs["notes"])
+    test = _rows(preds, PD7, "test").set_index("patient_id").sort_index()
+    thr = ev.table2(preds, include_paper=False).set_index("method_id").loc[PD7, "youden_val_threshold"]
+    model_poor = test["score"] >= thr
+    truth_poor = test["response"] == "poor"
+    model_ok = model_poor == truth_poor
+    ps = []
+    for _, r in t3[t3["kind"] == "reader"].iterrows():
+        calls = readers[readers["reader_id"] == r["reader_id"]].set_index("patient_id").loc[test.index, "call"]
+        reader_ok = (calls == "poor") == truth_poor
+        b = int((model_ok & ~reader_ok).sum())
+        c = int((~model_ok & reader_ok).sum())
+        assert (r["mcnemar_b"], r["mcnemar_c"]) == (b, c)
+        expected = 1.0 if b + c == 0 else binomtest(b, b + c, 0.5).pvalue
+        assert r["mcnemar_p"] == pytest.approx(expected, rel=1e-12)
+        ps.append(expected)
+        assert r["sen"] == pytest.approx(((calls == "poor") & truth_poor).sum() / truth_poor.sum())
+    avg = t3[t3["kind"] == "average"].iloc[0]
+    assert avg["acc"] == pytest.approx(t3.loc[t3["kind"] == "reader", "acc"].mean())
+    model = t3[(t3["kind"] == "model") & (t3["policy"] == "youden_val")].iloc[0]
+    assert model["acc"] == pytest.approx(model_ok.mean())
+    disp = ev.format_table(t3)
+    assert "p (McNemar)" in disp.columns and len(disp) == len(t3)
+
+
+def test_table3_reader_must_cover_test_patients(preds):
+    pts = ev.patients_of_split(preds)
+    readers = simulate_readers(pts, seed=0)
+    with pytest.raises(ValueError, match="misses 1 patient"):
+        ev.table3(preds, readers.iloc[1:], method_id=PD7)
+
+
+# --------------------------------------------------------------------------------------------- Table 4, curve, CV
+
+
+def test_table4_grid(preds):
+    t4 = ev.table4(preds, quick=True)
+    assert list(zip(t4["model"], t4["kd"], t4["mn"], t4["mi"])) == list(ev.DEFAULT_ABLATION_METHODS)
+    assert ev.DEFAULT_ABLATION_METHODS[(B7, 1, 1, 1)] == PD7
+    status = dict(zip(t4["method_id"], t4["status"]))
+    assert status[PD7] == "run" and status[f"kd:{B3}>{B3}"] == "not run"
+    row = t4.set_index("method_id").loc[f"pd:{B7}>{B7}"]
+    rows = _rows(preds, f"pd:{B7}>{B7}", "test")
+    assert row["test_auc"] == pytest.approx(roc_auc_score(rows["response"] == "poor", rows["score"]))
+    assert t4.set_index("method_id").loc[PD7, "paper_auc"] == pytest.approx(0.87)
+    assert "youden_val_spe" in t4.columns and "youden_test_acc_lo" in t4.columns
+    disp = ev.format_table(t4)
+    assert list(disp.columns[:4]) == ["Model", "KD", "MN", "MI"]
+
+
+def test_iteration_curve(preds):
+    cur = ev.iteration_curve(preds, PD037)
+    assert list(cur["stage"]) == [0, 1, 2] and list(cur["arch"]) == [B0, B3, B7]
+    for st in range(3):
+        rows = _rows(preds, PD037, "test", stage=st)
+        assert cur["test_auc"].iloc[st] == pytest.approx(roc_auc_score(rows["response"] == "poor", rows["score"]))
+    assert {"youden_val_acc", "youden_test_sen", "test_auc_lo"} <= set(cur.columns)
+    assert ev.format_table(cur)["Role"].iloc[0] == "teacher"
+
+
+def test_cv_summary():
+    p = make_predictions({f"baseline:{B7}": [1.0], f"kd:{B7}>{B7}": [1.0, 1.4]}, n_val=20, folds=4, repeats=3)
+    per = ev.cv_summary(p, per_repeat=True)
+    assert len(per) == 2 * 3
+    for _, r in per.iterrows():
+        rows = p[(p["method"] == r["method_id"]) & (p["repeat"] == r["repeat"]) & (p["split"] == "test")
+                 & (p["stage"] == ev.method_from_id(r["method_id"]).final_stage)]
+        assert len(rows) == r["n_patients"] == 138
+        assert r["auc"] == pytest.approx(roc_auc_score(rows["response"] == "poor", rows["score"]))
+    summ = ev.cv_summary(p).set_index("method_id")
+    g = per[per["method_id"] == KD7]["auc"]
+    assert summ.loc[KD7, "auc_mean"] == pytest.approx(g.mean())
+    assert summ.loc[KD7, "auc_sd"] == pytest.approx(g.std(ddof=1))
+    assert summ.loc[KD7, "n_repeats"] == 3
+    assert summ["youden_val_acc_mean"].notna().all()
+    assert any("not independent" in n for n in summ.attrs["notes"])
+    with pytest.raises(ValueError, match="fold >= 0"):
+        ev.cv_summary(make_predictions({f"baseline:{B7}": [1.0]}))
+
+
+def test_write_evaluation_table(t2, tmp_path):
+    run = RunDir(tmp_path / "run").create()
+    paths = ev.write_evaluation_table(t2, run, "table2", title="Table 2")
+    md = Path(paths["display"][1]).read_text()
+    assert md.startswith("# Table 2") and "Holm" in md and "not run" in md
+    values = pd.read_csv(paths["values"][0])
+    assert len(values) == len(t2) and "test_auc" in values.columns
