@@ -96,55 +96,19 @@ def _rows(preds, mid, split, stage=None):
 # --------------------------------------------------------------------------------------------- methods
 
 
-def _definitions(module_file: Path, names: set[str]) -> dict:
-    """Execute only the named top-level definitions of a source file (no imports: torch stays out)."""
-    import ast
-    import dataclasses
-    import types
-    import typing
-    from collections import abc
+def test_method_names_are_shared_with_training():
+    """Evaluation parses the IDs training writes: one Method class, in the torch-free pdstudy.methods."""
+    from pdstudy import methods
 
-    tree = ast.parse(module_file.read_text())
-    keep = []
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name in names:
-            keep.append(node)
-        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id in names for t in node.targets):
-            keep.append(node)
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id in names:
-            keep.append(node)
-    ns = {"dataclass": dataclasses.dataclass, "MappingProxyType": types.MappingProxyType, "Final": typing.Final,
-          "Mapping": abc.Mapping, "Literal": typing.Literal, "Any": typing.Any}
-    exec(compile(ast.Module(body=keep, type_ignores=[]), str(module_file), "exec"), ns)
-    missing = names - set(ns)
-    assert not missing, f"{module_file.name} no longer defines {missing} at top level"
-    return ns
-
-
-def test_agrees_with_distill_and_models():
-    """The torch-free parser matches distill.Method, and the copied constants match distill / models.
-
-    distill and models import torch (seconds to load), so their definitions are executed from source.
-    """
-    src = Path(ev.__file__).parent
-    d = _definitions(src / "distill.py", {"METHOD_KINDS", "PREDICTION_COLUMNS", "_DISPLAY", "display_arch", "Method"})
-    mo = _definitions(src / "models.py", {"Architecture", "QUICK_ARCHITECTURES", "QUICK_STAND_INS", "ALIASES"})
-    assert ev.PREDICTION_COLUMNS == d["PREDICTION_COLUMNS"]
-    assert tuple(ev.METHOD_KINDS) == tuple(d["METHOD_KINDS"])
-    assert ev.DISPLAY_NAMES == d["_DISPLAY"]
-    assert ev._ALIASES == dict(mo["ALIASES"])
-    assert ev._QUICK_STAND_INS == dict(mo["QUICK_STAND_INS"])
-    cases = [("baseline", (B7,)), ("baseline", ("resnext101_32x8d",)), ("baseline", ("vgg16",)), ("kd", (B7, B3)),
-             ("pd", (B7, B3)), ("pd", (B0, B3, B7)), ("kd", ("resnet50", "resnet50")), ("pd", (B7, B7, B7))]
-    for kind, chain in cases:
-        m = d["Method"](kind, chain)
-        e = ev.method_from_id(m.id)
-        assert (e.id, e.label, e.kind, e.chain) == (m.id, m.label, m.kind, m.chain)
+    assert ev.PREDICTION_COLUMNS == methods.PREDICTION_COLUMNS and ev.MethodInfo is methods.Method
+    for kind, chain in [("baseline", (B7,)), ("kd", (B7, B3)), ("pd", (B0, B3, B7)), ("pd", (B7, B7))]:
+        m = methods.Method(kind, chain)
+        assert ev.method_from_id(m.id) == m
+    assert methods.Method("pd", (B0, B3, B7)).label == "Progressive Distill (B0>B3>B7)"
+    assert methods.Method("baseline", ("resnext101_32x8d",)).label == "ResNeXt-101"
     for kind, chain in [("kd", (B7,)), ("baseline", (B7, B3)), ("xx", (B7,))]:
         with pytest.raises(ValueError):
-            d["Method"](kind, chain)
-        with pytest.raises(ValueError):
-            ev.MethodInfo(kind, chain)
+            methods.Method(kind, chain)
 
 
 def test_torch_free_import():

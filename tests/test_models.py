@@ -336,3 +336,10 @@ def test_pretrained_auto_warns_and_falls_back() -> None:
     with pytest.warns(RuntimeWarning, match="random initialisation"):
         model = build_model("test_byobnet", pretrained="auto")
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 2)
+
+
+def test_stand_in_and_alias_tables_agree_with_pdstudy_methods():
+    from pdstudy import methods, models
+
+    assert dict(models.QUICK_STAND_INS) == methods.QUICK_STAND_INS
+    assert dict(models.ALIASES) == methods.ARCH_ALIASES

@@ -34,20 +34,11 @@ import torch
 
 from pdstudy.dataset import SliceSet
 from pdstudy.io import sha256_file, stable_hash, write_csv, write_json
+from pdstudy.methods import METHOD_KINDS, PREDICTION_COLUMNS, Method, display_arch  # noqa: F401 (re-exported)
 from pdstudy.models import QUICK_STAND_INS, build_model, get_architecture
 from pdstudy.preprocess import PreparedCohort
 from pdstudy.splits import ids_hash
 from pdstudy.train import TrainConfig, load_checkpoint, patient_scores, predict_slices, save_checkpoint, train_model
-
-METHOD_KINDS = ("baseline", "kd", "pd")
-PREDICTION_COLUMNS = ("patient_id", "split", "response", "recist", "score", "method", "stage", "seed", "fold",
-                      "repeat")
-
-_DISPLAY = {
-    "resnet50": "ResNet-50", "resnet101": "ResNet-101", "resnext101_32x8d": "ResNeXt-101",
-    "densenet121": "DenseNet-121", "densenet201": "DenseNet-201", "vgg11": "VGG-11", "vgg16": "VGG-16",
-    "efficientnet_b0": "EfficientNet-B0", "efficientnet_b3": "EfficientNet-B3", "efficientnet_b7": "EfficientNet-B7",
-}
 
 
 def parse_chain(chain: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -58,42 +49,6 @@ def parse_chain(chain: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     for p in parts:
         get_architecture(p)  # raises with the valid choices
     return parts
-
-
-def display_arch(name: str) -> str:
-    return _DISPLAY.get(name, name)
-
-
-@dataclass(frozen=True)
-class Method:
-    """A baseline, KD or PD method on one chain of architectures."""
-
-    kind: str
-    chain: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        if self.kind not in METHOD_KINDS:
-            raise ValueError(f"method kind must be one of {list(METHOD_KINDS)}, got {self.kind!r}")
-        need = {"baseline": (1, 1), "kd": (2, 2), "pd": (2, 99)}[self.kind]
-        if not need[0] <= len(self.chain) <= need[1]:
-            raise ValueError(f"{self.kind} needs {need[0]}-{need[1]} stages, got chain {'>'.join(self.chain)}")
-
-    @property
-    def id(self) -> str:
-        """Machine name used in prediction files, e.g. ``pd:efficientnet_b0>efficientnet_b3>efficientnet_b7``."""
-        return f"{self.kind}:{'>'.join(self.chain)}"
-
-    @property
-    def label(self) -> str:
-        """Display name as the tables print it."""
-        if self.kind == "baseline":
-            return display_arch(self.chain[0])
-        short = ">".join(display_arch(a).replace("EfficientNet-", "") for a in self.chain)
-        return f"{'Knowledge Distillation' if self.kind == 'kd' else 'Progressive Distill'} ({short})"
-
-    @property
-    def noisy_students(self) -> bool:
-        return self.kind == "pd"
 
 
 @dataclass(frozen=True)

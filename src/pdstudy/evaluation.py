@@ -1,7 +1,7 @@
 """Evaluation tables from prediction files: Table 2 (models), Table 3 (readers), Table 4 (ablation), Fig. 6 data, CV.
 
 Pure pandas / NumPy / :mod:`pdstudy.stats`; importing this module never imports torch (method IDs
-are parsed here by :func:`method_from_id`, which mirrors :class:`pdstudy.distill.Method`).
+are parsed by :func:`pdstudy.methods.method_from_id`).
 
 Input: the concatenated prediction files of a run (:func:`pdstudy.distill.read_predictions`), one
 row per patient, method, stage, seed, fold and repeat, with the columns of
@@ -39,12 +39,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
 import pandas as pd
 
+from pdstudy.methods import (
+    ARCH_ALIASES,
+    DISPLAY_NAMES,
+    METHOD_KINDS,
+    PREDICTION_COLUMNS,
+    QUICK_STAND_INS,
+    Method,
+    display_arch,
+    method_from_id,
+)
 from pdstudy.readers import _rates, reader_metrics
 from pdstudy.stats import apply_threshold_policy, delong_auc_ci, delong_test, holm, mcnemar_exact
 from pdstudy.vocab import PAPER_LABEL_FOOTNOTE, RECIST_CODES, RECIST_TO_RESPONSE, RESPONSES, SPLITS
@@ -74,22 +83,6 @@ __all__ = [
     "write_evaluation_table",
 ]
 
-#: Columns of the prediction files (the same as :data:`pdstudy.distill.PREDICTION_COLUMNS`).
-PREDICTION_COLUMNS: Final = ("patient_id", "split", "response", "recist", "score", "method", "stage", "seed",
-                             "fold", "repeat")
-#: Method kinds (as :data:`pdstudy.distill.METHOD_KINDS`).
-METHOD_KINDS: Final = ("baseline", "kd", "pd")
-#: Display names of architectures (as ``pdstudy.distill._DISPLAY``).
-DISPLAY_NAMES: Final = {
-    "resnet50": "ResNet-50", "resnet101": "ResNet-101", "resnext101_32x8d": "ResNeXt-101",
-    "densenet121": "DenseNet-121", "densenet201": "DenseNet-201", "vgg11": "VGG-11", "vgg16": "VGG-16",
-    "efficientnet_b0": "EfficientNet-B0", "efficientnet_b3": "EfficientNet-B3", "efficientnet_b7": "EfficientNet-B7",
-}
-#: Other spellings of architectures (as :data:`pdstudy.models.ALIASES`).
-_ALIASES: Final = {"resnext101": "resnext101_32x8d"}
-#: Quick-profile stand-ins (as :data:`pdstudy.models.QUICK_STAND_INS`), for the notes.
-_QUICK_STAND_INS: Final = {"efficientnet_b0": "test_byobnet", "efficientnet_b3": "test_convnext",
-                           "efficientnet_b7": "test_resnet"}
 #: Paper Table 2 rows that this package does not implement, with the reason.
 _NOT_IMPLEMENTED: Final = {
     "resnet50_3d": "3D CNN: pdstudy trains 2D slice CNNs only",
@@ -122,77 +115,8 @@ _SEED_NOTE: Final = (
 # --------------------------------------------------------------------------------------------- methods
 
 
-def _display_arch(name: str) -> str:
-    return DISPLAY_NAMES.get(name, name)
-
-
-@dataclass(frozen=True)
-class MethodInfo:
-    """Torch-free twin of :class:`pdstudy.distill.Method`: a method's kind and chain, its ID and label.
-
-    Attributes
-    ----------
-    kind : {"baseline", "kd", "pd"}
-        Method kind.
-    chain : tuple of str
-        Architectures, teacher first.
-    """
-
-    kind: str
-    chain: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        if self.kind not in METHOD_KINDS:
-            raise ValueError(f"method kind must be one of {list(METHOD_KINDS)}, got {self.kind!r}")
-        need = {"baseline": (1, 1), "kd": (2, 2), "pd": (2, 99)}[self.kind]
-        if not need[0] <= len(self.chain) <= need[1]:
-            raise ValueError(f"{self.kind} needs {need[0]}-{need[1]} stages, got chain {'>'.join(self.chain)}")
-
-    @property
-    def id(self) -> str:
-        """Machine name, e.g. ``pd:efficientnet_b0>efficientnet_b3>efficientnet_b7``."""
-        return f"{self.kind}:{'>'.join(self.chain)}"
-
-    @property
-    def label(self) -> str:
-        """Display name as the tables print it, e.g. ``Progressive Distill (B0>B3>B7)``."""
-        if self.kind == "baseline":
-            return _display_arch(self.chain[0])
-        short = ">".join(_display_arch(a).replace("EfficientNet-", "") for a in self.chain)
-        return f"{'Knowledge Distillation' if self.kind == 'kd' else 'Progressive Distill'} ({short})"
-
-    @property
-    def final_stage(self) -> int:
-        """Index of the method's final model (the last stage)."""
-        return len(self.chain) - 1
-
-
-def method_from_id(method_id: str) -> MethodInfo:
-    """Parse a method ID ``"kind:arch>arch>..."`` (as written in prediction files).
-
-    Parameters
-    ----------
-    method_id : str
-        E.g. ``"baseline:efficientnet_b7"`` or ``"pd:efficientnet_b7>efficientnet_b7>efficientnet_b7"``.
-
-    Returns
-    -------
-    MethodInfo
-        Kind and chain; ``.id`` gives ``method_id`` back and ``.label`` the display name.
-
-    Raises
-    ------
-    ValueError
-        If the ID is not ``kind:chain``, the kind is unknown, an architecture is empty, or the
-        number of stages does not fit the kind.
-    """
-    if not isinstance(method_id, str) or ":" not in method_id:
-        raise ValueError(f"method ID {method_id!r} must look like 'kind:arch>arch', e.g. 'baseline:efficientnet_b7'")
-    kind, _, chain = method_id.partition(":")
-    parts = tuple(p.strip() for p in chain.split(">"))
-    if not parts or any(not p for p in parts):
-        raise ValueError(f"method ID {method_id!r}: chain {chain!r} must name architectures separated by '>'")
-    return MethodInfo(kind.strip(), parts)
+#: Kept for callers of the earlier name.
+MethodInfo = Method
 
 
 def default_baseline(method: MethodInfo) -> str | None:
@@ -218,7 +142,7 @@ def paper_method_ids() -> pd.DataFrame:
         if chain in _NOT_IMPLEMENTED:
             mid, reason = "", _NOT_IMPLEMENTED[chain]
         else:
-            archs = [_ALIASES.get(a, a) for a in chain.split(">")]
+            archs = [ARCH_ALIASES.get(a, a) for a in chain.split(">")]
             name = r["method"]
             kind = "kd" if name.startswith("Knowledge") else "pd" if name.startswith("Progressive") else "baseline"
             mid, reason = MethodInfo(kind, tuple(archs)).id, ""
@@ -307,6 +231,11 @@ def validate_predictions(preds: pd.DataFrame, *, name: str = "predictions") -> p
     return df
 
 
+def _final_stage_of(df: pd.DataFrame) -> pd.Series:
+    """Final-stage index of each row's method."""
+    return df["method"].map({m: method_from_id(m).final_stage for m in df["method"].unique()})
+
+
 def final_stage(preds: pd.DataFrame) -> pd.DataFrame:
     """Rows of each method's final stage (the last stage of its chain).
 
@@ -326,7 +255,7 @@ def final_stage(preds: pd.DataFrame) -> pd.DataFrame:
         On invalid predictions, or a method whose final stage is missing.
     """
     df = validate_predictions(preds)
-    final = df["method"].map(lambda m: method_from_id(m).final_stage)
+    final = _final_stage_of(df)
     for mid in df["method"].unique():
         if not (final[df["method"] == mid] == df.loc[df["method"] == mid, "stage"]).any():
             present = sorted(df.loc[df["method"] == mid, "stage"].unique())
@@ -477,7 +406,7 @@ def _val_note(rows: list[dict[str, Any]], key: str = "method") -> list[str]:
 
 
 def _quick_note() -> str:
-    pairs = ", ".join(f"{_display_arch(k)} -> {v}" for k, v in _QUICK_STAND_INS.items())
+    pairs = ", ".join(f"{display_arch(k)} -> {v}" for k, v in QUICK_STAND_INS.items())
     return ("Quick profile: the paper's EfficientNets are replaced by tiny timm stand-ins (" + pairs + ") on "
             "small images; the numbers check the pipeline and do not reproduce the paper.")
 
@@ -889,7 +818,7 @@ def cv_summary(preds: pd.DataFrame, *, per_repeat: bool = False) -> pd.DataFrame
     cv = df[df["fold"] >= 0]
     if cv.empty:
         raise ValueError("cv_summary needs cross-validation predictions (fold >= 0); all rows are the fixed split")
-    final = cv["method"].map(lambda m: method_from_id(m).final_stage)
+    final = _final_stage_of(cv)
     cv = cv[cv["stage"] == final]
     per: list[dict[str, Any]] = []
     for (mid, seed, rep), rows in cv.groupby(["method", "seed", "repeat"], sort=True):
@@ -1014,11 +943,11 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
             spread = _num(r.get("n_seeds")) > 1
             d: dict[str, str] = {}
             if kind == "table4":
-                d.update({"Model": _display_arch(r["model"]), "KD": str(r["kd"]), "MN": str(r["mn"]),
+                d.update({"Model": display_arch(r["model"]), "KD": str(r["kd"]), "MN": str(r["mn"]),
                           "MI": str(r["mi"])})
             elif kind == "iteration_curve":
                 d.update({"Stage": str(r["stage"]), "Role": "teacher" if r["stage"] == 0 else f"iteration {r['stage']}",
-                          "Architecture": _display_arch(r["arch"])})
+                          "Architecture": display_arch(r["arch"])})
             else:
                 d["Method"] = r["method"]
             if r.get("status", "run") != "run":

@@ -192,6 +192,12 @@ def plot_confusion_by_recist(preds: pd.DataFrame, method_id: str, threshold_poli
     return fig
 
 
+def _calibration_word(any_cal: bool, any_raw: bool) -> str:
+    if any_cal and not any_raw:
+        return "recalibrated on validation (Platt)"
+    return "uncalibrated scores" if not any_cal else "partly uncalibrated"
+
+
 def _calibrated(scores: pd.DataFrame, method_id: str) -> tuple[np.ndarray, np.ndarray, bool]:
     """Test labels and probabilities, recalibrated (Platt) on the val rows when they have both classes."""
     test = _split_rows(scores, "test", method_id)
@@ -251,8 +257,7 @@ def plot_decision_curves(
     ax.set_xlabel("Threshold probability of poor response\n"
                   "(treat = act on a predicted poor response, e.g. reconsider conversion therapy)")
     ax.set_ylabel("Net benefit")
-    cal_word = "recalibrated on validation (Platt)" if any_cal and not any_raw else (
-        "uncalibrated scores" if any_raw and not any_cal else "partly uncalibrated")
+    cal_word = _calibration_word(any_cal, any_raw)
     ax.set_title(f"Decision curves, test set (n = {n}, {100 * prevalence:.0f}% poor); {cal_word}", fontsize=12)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.21), fontsize=_LEGEND_FONT, frameon=False)
     fig.tight_layout()
@@ -290,7 +295,7 @@ def plot_calibration(
     fig, ax = plt.subplots(figsize=(7.0, 6.2))
     ax.plot([0, 1], [0, 1], color="#888888", linestyle=(0, (2, 3)), linewidth=1.2, label="Perfect calibration")
     offsets = np.linspace(-0.012, 0.012, len(method_ids)) if len(method_ids) > 1 else [0.0]
-    n = 0
+    n, any_cal, any_raw = 0, False, False
     for mid, off in zip(method_ids, offsets):
         scores = method_scores(preds, mid)
         if recalibrated:
@@ -298,7 +303,9 @@ def plot_calibration(
             tag = "recalibrated on val" if cal else "uncalibrated"
         else:
             test = _split_rows(scores, "test", mid)
-            y, p, tag = test["y"].to_numpy(), np.clip(test["score"].to_numpy(), 0, 1), "uncalibrated"
+            y, p, tag, cal = test["y"].to_numpy(), np.clip(test["score"].to_numpy(), 0, 1), "uncalibrated", False
+        any_cal |= cal
+        any_raw |= not cal
         n = len(y)
         cc = calibration_curve(y, p, n_bins=n_bins, strategy="quantile")
         obs = cc["observed"]
@@ -312,7 +319,8 @@ def plot_calibration(
     ax.set_aspect("equal")
     ax.set_xlabel("Mean predicted probability of poor response (bin)")
     ax.set_ylabel("Observed share of poor responders (95% Wilson CI)")
-    ax.set_title(f"Calibration, test set (n = {n}), {n_bins} quantile bins", fontsize=12)
+    ax.set_title(f"Calibration, test set (n = {n}), {n_bins} quantile bins\n{_calibration_word(any_cal, any_raw)}",
+                 fontsize=12)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=_LEGEND_FONT, frameon=False)
     fig.tight_layout()
     return fig

@@ -78,6 +78,8 @@ import timm
 from timm.layers import DropPath
 from torch import nn
 
+from pdstudy.methods import ARCH_ALIASES
+
 __all__ = [
     "ALIASES",
     "NOISE_CAPABILITIES",
@@ -202,7 +204,7 @@ QUICK_STAND_INS: Final[Mapping[str, str]] = MappingProxyType(
 )
 
 #: Other spellings accepted by :func:`get_architecture`.
-ALIASES: Final[Mapping[str, str]] = MappingProxyType({"resnext101": "resnext101_32x8d"})
+ALIASES: Final[Mapping[str, str]] = MappingProxyType(dict(ARCH_ALIASES))
 
 #: Which model noise each timm family accepts (checked against timm's constructors in the tests).
 NOISE_CAPABILITIES: Final[Mapping[str, Mapping[str, bool]]] = MappingProxyType(

@@ -134,3 +134,25 @@ def plot_example_slices(
     fig.suptitle(f"Example portal-venous slices, window [{window[0]:g}, {window[1]:g}] HU", fontsize=12)
     fig.tight_layout()
     return fig
+
+
+def plot_training_curves(results: list, *, title: str = "Training curves") -> plt.Figure:
+    """Loss and validation AUC per epoch of the final stage of each chain (one line per method and seed)."""
+    set_style()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    palette = sns.color_palette("tab10", n_colors=max(len(results), 1))
+    for colour, r in zip(palette, results):
+        hist = pd.DataFrame(r.stages[-1].meta["history"])
+        seed = int(r.predictions["seed"].iloc[0])
+        label = f"{r.method.label} (seed {seed})" if len({int(x.predictions['seed'].iloc[0]) for x in results}) > 1 \
+            else r.method.label
+        axes[0].plot(hist["epoch"] + 1, hist["loss"], color=colour, label=label, lw=1.6)
+        if "val_auc" in hist:
+            axes[1].plot(hist["epoch"] + 1, hist["val_auc"], color=colour, label=label, lw=1.6)
+    axes[0].set(xlabel="epoch", ylabel="training loss", title="Training loss")
+    axes[1].set(xlabel="epoch", ylabel="AUC (validation patients)", title="Validation AUC", ylim=(0, 1))
+    axes[1].axhline(0.5, color="grey", lw=1, ls="--")
+    axes[1].legend(fontsize=8.5, loc="lower right", frameon=True)
+    fig.suptitle(title, fontsize=13)
+    fig.tight_layout()
+    return fig
