@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from pdstudy.dataset import SliceSet
+from pdstudy.dataset import SliceSet, derive_seed
 from pdstudy.io import sha256_file, stable_hash, write_csv, write_json
 from pdstudy.methods import METHOD_KINDS, PREDICTION_COLUMNS, Method, display_arch  # noqa: F401 (re-exported)
 from pdstudy.models import QUICK_STAND_INS, build_model, get_architecture
@@ -164,7 +164,10 @@ def run_stage(ctx: Context, arch: str, *, noisy: bool, teacher: StageResult | No
         probs = pd.read_csv(folder / "slice_probs.csv")
         return StageResult(key, folder, final, sha256_file(final), dict(zip(probs["row"], probs["prob"])),
                            meta["wall_seconds"], True, meta)
-    model = ctx.settings.build(arch, noisy=noisy)
+    with torch.random.fork_rng(devices=[]):
+        # Random initialisation (and any randomly initialised head) is part of the stage's identity.
+        torch.manual_seed(derive_seed(ctx.seed, "init", key))
+        model = ctx.settings.build(arch, noisy=noisy)
     teacher_model = teacher.load_model(ctx.settings) if teacher else None
     train_set = ctx.subset("train")
     val_set = ctx.subset("val") if (ctx.patients["split"] == "val").any() else None

@@ -10,6 +10,8 @@ and, because every random draw derives from ``(seed, epoch, step)``, reaches the
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import time
@@ -120,10 +122,17 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> str:
-    """Write ``state`` atomically with a ``.sha256`` sidecar; returns the hash."""
+    """Write ``state`` atomically with a ``.sha256`` sidecar; returns the hash.
+
+    Serialised in memory first: ``torch.save`` to a file names its archive after the (temporary)
+    file name, so equal weights would hash differently and break stage-cache keys.
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-    digest = sha256_file(path)
+        tmp.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
     with atomic_path(path.with_name(path.name + ".sha256")) as tmp:
         tmp.write_text(digest + "\n")
     return digest

@@ -1,0 +1,68 @@
+"""Study protocol on a tiny synthetic cohort: fixed split and cross-validation, configuration errors."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from pdstudy.distill import read_predictions
+from pdstudy.experiment import STUDY_PARAMETERS, Study, iteration_chain, methods
+
+
+def _params(tmp_path, **over):
+    from importlib import resources
+
+    quick = yaml.safe_load(resources.files("pdstudy").joinpath("profiles", "quick.yaml").read_text())
+    p = {k: quick[k] for k in STUDY_PARAMETERS if k in quick}
+    p.update(run_dir=str(tmp_path / "run"), data_dir=str(tmp_path / "data"), manifest="", synth_patients=24,
+             synth_slices=12, synth_size=64, image_size=32, fov_mm=384.0, crop_size=28, workers=1, epochs=1,
+             slices_per_patient=2, batch_size=16)
+    p.update(over)
+    return p
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("protocol", "loo", r"protocol must be one of \['fixed', 'cv'\]"),
+    ("crop_size", 64, "crop_size must be between 1 and the cached image_size"),
+    ("top_k", 0, "top_k must be >= 1"),
+    ("optimizer", "adam", "optimizer must be one of"),
+])
+def test_configuration_errors_fail_before_any_work(tmp_path, key, value, message):
+    with pytest.raises(ValueError, match=message):
+        Study.from_parameters(_params(tmp_path, **{key: value}), progress=False)
+    assert not (tmp_path / "data").exists(), "no cohort is generated for a bad configuration"
+
+
+def test_unknown_architecture_lists_choices():
+    with pytest.raises(ValueError, match="efficientnet_b7"):
+        methods("baseline", ["efficientnet_b9"])
+    assert iteration_chain("efficientnet_b3", 4).chain == ("efficientnet_b3",) * 5
+
+
+def test_cross_validation_covers_every_patient_once_per_repeat(tmp_path):
+    study = Study.from_parameters(_params(tmp_path, protocol="cv", cv_folds=2, cv_repeats=1), progress=False)
+    results = study.run(methods("baseline", ["efficientnet_b0"]), section="test")
+    assert len(results) == 2
+    preds = read_predictions(study.rundir.predictions)
+    test = preds[preds["split"] == "test"]
+    assert sorted(test["fold"].unique()) == [0, 1]
+    # Out-of-fold: every included patient is a test patient in exactly one fold.
+    assert test["patient_id"].value_counts().eq(1).all()
+    assert set(test["patient_id"]) == set(study.cohort.patients()["patient_id"])
+    # Validation is carved inside each training fold, never from the fold's test patients.
+    for _, fold in preds.groupby("fold"):
+        val = set(fold.loc[fold["split"] == "val", "patient_id"])
+        assert val and not val & set(fold.loc[fold["split"] == "test", "patient_id"])
+    # A second run trains nothing: every stage comes from the stage cache.
+    again = study.run(methods("baseline", ["efficientnet_b0"]), section="test")
+    assert all(s.reused for r in again for s in r.stages)
+
+
+def test_two_runs_with_the_same_seed_give_identical_predictions(tmp_path):
+    frames = []
+    for name in ("a", "b"):
+        study = Study.from_parameters(_params(tmp_path / name, epochs=2), progress=False)
+        study.run(methods("kd", ["efficientnet_b0>efficientnet_b0"]), section="test")
+        frames.append(read_predictions(study.rundir.predictions))
+    assert frames[0].equals(frames[1])
+    assert frames[0]["score"].nunique() > 1
