@@ -60,3 +60,16 @@ def test_select_and_overrides():
     assert parse_overrides(["a=3", "b=true", "c=x", "d=0.5"]) == {"a": 3, "b": True, "c": "x", "d": 0.5}
     with pytest.raises(ValueError, match="key=value"):
         parse_overrides(["novalue"])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_assignment_in_the_parameters_cell_is_seen_by_papermill(path):
+    """papermill drops a line it cannot parse (e.g. a second '=' in a comment): nothing may be lost."""
+    import ast
+
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    assigned = {t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+    missed = assigned - set(declared_parameters(path))
+    assert not missed, f"{path.name}: papermill does not see {missed}"

@@ -15,6 +15,7 @@ import numpy as np
 import pydicom
 from PIL import Image
 from pydicom.errors import InvalidDicomError
+from pydicom.pixels import pixel_array
 
 #: Windowing of the paper (HU), applied before scaling to [0, 1].
 HU_WINDOW = (-215.0, 285.0)
@@ -98,6 +99,12 @@ def dicom_time_seconds(value: object) -> float | None:
 
 
 def _normal(orientation: object) -> np.ndarray:
+    """Unit slice normal from ImageOrientationPatient, pointing to the head (+z) for axial slices.
+
+    The sign is canonical so that projecting ImagePositionPatient on it gives the patient z
+    whatever the row/column directions (e.g. ``[-1, 0, 0, 0, 1, 0]`` in some Enhanced CT);
+    a missing or degenerate orientation counts as axial.
+    """
     try:
         o = np.asarray([float(v) for v in orientation], dtype=float)  # type: ignore[union-attr]
         if o.shape != (6,):
@@ -105,7 +112,8 @@ def _normal(orientation: object) -> np.ndarray:
         n = np.cross(o[:3], o[3:])
         if np.linalg.norm(n) < 1e-6:
             raise ValueError
-        return n / np.linalg.norm(n)
+        n = n / np.linalg.norm(n)
+        return -n if n[2] < 0 else n
     except (TypeError, ValueError):
         return np.array([0.0, 0.0, 1.0])
 
@@ -117,62 +125,128 @@ def _float_or_none(value: object) -> float | None:
         return None
 
 
+def _floats(value: object, n: int) -> tuple[float, ...] | None:
+    """``n`` numbers from a multi-valued header element, or None when absent or malformed."""
+    try:
+        out = tuple(float(v) for v in value)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == n and all(np.isfinite(out)) else None
+
+
+def _plane_ref(rel: str, frame: int | None, position: object, orientation: object, spacing: object,
+               transform: object, instance: int | None) -> SliceRef:
+    """A :class:`SliceRef` from raw header values (``transform`` holds RescaleSlope/Intercept)."""
+    pos = _floats(position, 3)
+    spacing_mm = _floats(spacing, 2)
+    return SliceRef(
+        path=rel, frame=frame,
+        z=float(np.dot(pos, _normal(orientation))) if pos is not None else float("nan"),
+        position=pos,  # type: ignore[arg-type]
+        pixel_spacing=spacing_mm if spacing_mm is not None and min(spacing_mm) > 0 else None,  # type: ignore[arg-type]
+        slope=_float_or_none(getattr(transform, "RescaleSlope", None)),
+        intercept=_float_or_none(getattr(transform, "RescaleIntercept", None)),
+        instance=instance,
+    )
+
+
+def _functional_group(ds: pydicom.Dataset, frame: int, name: str, default: pydicom.Dataset | None = None
+                      ) -> pydicom.Dataset | None:
+    """Item of functional group ``name`` for one frame: per-frame group first, then shared, else ``default``."""
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    shared = ds.get("SharedFunctionalGroupsSequence") or []
+    for items in (per_frame[frame:frame + 1], shared[:1]):
+        for item in items:
+            seq = item.get(name)
+            if seq:
+                return seq[0]
+    return default
+
+
 def _frame_refs(ds: pydicom.Dataset, rel: str) -> list[SliceRef]:
-    """Image planes of a dataset: one for a classic CT image, one per frame for Enhanced CT."""
+    """Image planes of a dataset: one for a classic CT image, one per frame for a multi-frame one.
+
+    Enhanced CT keeps position, orientation, pixel spacing and rescale per frame in the per-frame
+    or shared functional groups; anything absent there falls back to the top-level attribute,
+    except the position (one position for several frames would make them duplicates): frames
+    without one are ordered by frame number.
+    """
     n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     if n_frames == 1 and "PerFrameFunctionalGroupsSequence" not in ds:
-        pos = getattr(ds, "ImagePositionPatient", None)
-        normal = _normal(getattr(ds, "ImageOrientationPatient", None))
-        position = tuple(float(v) for v in pos) if pos is not None else None
-        spacing = getattr(ds, "PixelSpacing", None)
         inst = getattr(ds, "InstanceNumber", None)
-        return [SliceRef(
-            path=rel, frame=None,
-            z=float(np.dot(position, normal)) if position else float("nan"),
-            position=position,  # type: ignore[arg-type]
-            pixel_spacing=(float(spacing[0]), float(spacing[1])) if spacing else None,
-            slope=_float_or_none(getattr(ds, "RescaleSlope", None)),
-            intercept=_float_or_none(getattr(ds, "RescaleIntercept", None)),
-            instance=int(inst) if inst not in (None, "") else None,
-        )]
-    shared = ds.get("SharedFunctionalGroupsSequence", [None])[0]
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence", [])
-
-    def group(i: int, name: str) -> pydicom.Dataset | None:
-        for source in (per_frame[i] if i < len(per_frame) else None, shared):
-            if source is not None and name in source:
-                return source[name][0]
-        return None
-
+        return [_plane_ref(rel, None, getattr(ds, "ImagePositionPatient", None),
+                           getattr(ds, "ImageOrientationPatient", None), getattr(ds, "PixelSpacing", None), ds,
+                           int(inst) if inst not in (None, "") else None)]
     refs = []
     for i in range(n_frames):
-        plane = group(i, "PlanePositionSequence")
-        orient = group(i, "PlaneOrientationSequence")
-        measures = group(i, "PixelMeasuresSequence")
-        transform = group(i, "PixelValueTransformationSequence")
-        pos = getattr(plane, "ImagePositionPatient", None) if plane is not None else None
-        position = tuple(float(v) for v in pos) if pos is not None else None
-        normal = _normal(getattr(orient, "ImageOrientationPatient", None) if orient is not None else None)
-        spacing = getattr(measures, "PixelSpacing", None) if measures is not None else None
-        refs.append(SliceRef(
-            path=rel, frame=i,
-            z=float(np.dot(position, normal)) if position else float("nan"),
-            position=position,  # type: ignore[arg-type]
-            pixel_spacing=(float(spacing[0]), float(spacing[1])) if spacing else None,
-            slope=_float_or_none(getattr(transform, "RescaleSlope", None) if transform is not None
-                                 else getattr(ds, "RescaleSlope", None)),
-            intercept=_float_or_none(getattr(transform, "RescaleIntercept", None) if transform is not None
-                                     else getattr(ds, "RescaleIntercept", None)),
-            instance=i + 1,
-        ))
+        plane = _functional_group(ds, i, "PlanePositionSequence")
+        orient = _functional_group(ds, i, "PlaneOrientationSequence", ds)
+        measures = _functional_group(ds, i, "PixelMeasuresSequence", ds)
+        transform = _functional_group(ds, i, "PixelValueTransformationSequence", ds)
+        refs.append(_plane_ref(rel, i, getattr(plane, "ImagePositionPatient", None),
+                               getattr(orient, "ImageOrientationPatient", None),
+                               getattr(measures, "PixelSpacing", None), transform, i + 1))
     return refs
+
+
+#: File names a DICOM export uses; such a file that does not parse is reported as unreadable by name.
+_DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima", ""})
+_PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def _read_header(path: Path, rel: str) -> tuple[pydicom.Dataset | None, str | None]:
+    """Read one file's header (pixel data deferred): ``(dataset, None)`` or ``(None, why it was skipped)``.
+
+    ``why`` is ``""`` for a file that is not DICOM and does not look like one (reported in bulk).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # Large values (pixel data) are deferred, not read: headers only, one pass.
+            ds = pydicom.dcmread(path, defer_size=1024)
+    except InvalidDicomError:
+        return None, f"unreadable file {rel} (not a DICOM file)" if path.suffix.lower() in _DICOM_SUFFIXES else ""
+    except Exception as exc:  # corrupt header
+        return None, f"unreadable file {rel} ({type(exc).__name__}: {_short(exc, 80)})"
+    if "SOPClassUID" not in ds and "Modality" not in ds:
+        # pydicom stops quietly at the end of a file cut short: what is left has no identity at all.
+        return None, f"unreadable file {rel} (incomplete DICOM header: truncated file?)"
+    return ds, None
+
+
+def _skip_reason(ds: pydicom.Dataset, rel: str) -> str | None:
+    """Why a readable DICOM object is not a usable CT image plane, or None when it is one."""
+    modality = str(getattr(ds, "Modality", "") or "")
+    if modality != "CT":
+        return f"skipped {rel}: modality {modality or 'missing'}, not CT"
+    if not any(t in ds for t in _PIXEL_TAGS):
+        return f"skipped {rel}: no pixel data"
+    if int(getattr(ds, "SamplesPerPixel", 1) or 1) != 1:
+        return f"skipped {rel}: colour image ({ds.SamplesPerPixel} samples per pixel), not a CT slice"
+    return None
+
+
+def _new_series(ds: pydicom.Dataset, uid: str) -> Series:
+    return Series(
+        uid=uid,
+        study_uid=str(getattr(ds, "StudyInstanceUID", "") or ""),
+        description=str(getattr(ds, "SeriesDescription", "") or ""),
+        protocol=str(getattr(ds, "ProtocolName", "") or ""),
+        contrast_agent=str(getattr(ds, "ContrastBolusAgent", "") or ""),
+        bolus_start=dicom_time_seconds(getattr(ds, "ContrastBolusStartTime", None)),
+        acquisition_time=dicom_time_seconds(
+            getattr(ds, "AcquisitionTime", None) or getattr(ds, "SeriesTime", None)
+            or getattr(ds, "ContentTime", None)),
+    )
 
 
 def scan_folder(folder: str | Path) -> ScanResult:
     """Read the headers of every file below ``folder`` and group CT images into series.
 
-    Non-DICOM files and non-CT objects are skipped and noted; the folder layout does not
-    matter (flat, nested, one folder per series).
+    Non-DICOM files, unreadable or truncated files, non-CT objects and files without pixel
+    data are skipped, each with a note naming the file relative to ``folder``; the folder
+    layout does not matter (flat, nested, one folder per series). Hidden files (``.*``, e.g.
+    ``.DS_Store``) are ignored.
 
     Raises
     ------
@@ -191,40 +265,20 @@ def scan_folder(folder: str | Path) -> ScanResult:
     skipped_non_dicom: list[str] = []
     for f in files:
         rel = f.relative_to(folder).as_posix()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                # Large values (pixel data) are deferred, not read: headers only, one pass.
-                ds = pydicom.dcmread(f, defer_size=1024)
-        except InvalidDicomError:
-            skipped_non_dicom.append(rel)
+        ds, why = _read_header(f, rel)
+        if ds is None:
+            if why:
+                notes.append(why)
+            else:
+                skipped_non_dicom.append(rel)
             continue
-        except Exception as exc:  # truncated or corrupt header
-            notes.append(f"unreadable file {rel} ({type(exc).__name__})")
-            continue
-        modality = str(getattr(ds, "Modality", "") or "")
-        modalities.add(modality or "?")
-        if modality != "CT":
-            notes.append(f"skipped {rel}: modality {modality or 'missing'}, not CT")
-            continue
-        if not any(t in ds for t in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-            notes.append(f"skipped {rel}: no pixel data")
+        modalities.add(str(getattr(ds, "Modality", "") or "?"))
+        why = _skip_reason(ds, rel)
+        if why:
+            notes.append(why)
             continue
         uid = str(getattr(ds, "SeriesInstanceUID", "") or f"missing-series-uid:{Path(rel).parent}")
-        s = series.get(uid)
-        if s is None:
-            s = series[uid] = Series(
-                uid=uid,
-                study_uid=str(getattr(ds, "StudyInstanceUID", "") or ""),
-                description=str(getattr(ds, "SeriesDescription", "") or ""),
-                protocol=str(getattr(ds, "ProtocolName", "") or ""),
-                contrast_agent=str(getattr(ds, "ContrastBolusAgent", "") or ""),
-                bolus_start=dicom_time_seconds(getattr(ds, "ContrastBolusStartTime", None)),
-                acquisition_time=dicom_time_seconds(
-                    getattr(ds, "AcquisitionTime", None) or getattr(ds, "SeriesTime", None)
-                    or getattr(ds, "ContentTime", None)),
-            )
-        s.slices.extend(_frame_refs(ds, rel))
+        series.setdefault(uid, _new_series(ds, uid)).slices.extend(_frame_refs(ds, rel))
     if skipped_non_dicom:
         notes.append(f"skipped {len(skipped_non_dicom)} non-DICOM file(s), e.g. {skipped_non_dicom[0]}")
     return ScanResult(series=list(series.values()), n_files=len(files), notes=notes, modalities=modalities)
@@ -268,7 +322,7 @@ def select_portal_venous(scan: ScanResult, override_uid: str = "") -> tuple[Seri
     """
     if not scan.series:
         found = ", ".join(sorted(scan.modalities)) or "none"
-        raise PatientDataError(f"no CT images with pixel data (modalities found: {found})")
+        raise PatientDataError(f"no CT images with pixel data (modalities found: {found})" + _notes_summary(scan.notes))
     if override_uid:
         for s in scan.series:
             if s.uid == override_uid:
@@ -283,6 +337,14 @@ def select_portal_venous(scan: ScanResult, override_uid: str = "") -> tuple[Seri
     if len(pvp) > 1:
         rule += f"; {len(pvp)} portal-venous candidates, kept the one with most slices"
     return s, rule
+
+
+def _notes_summary(notes: list[str], limit: int = 3) -> str:
+    """``"; note; note ..."`` for an exclusion reason: which files were skipped and why."""
+    if not notes:
+        return ""
+    more = f"; and {len(notes) - limit} more" if len(notes) > limit else ""
+    return "; " + "; ".join(notes[:limit]) + more
 
 
 def order_slices(slices: list[SliceRef]) -> tuple[list[SliceRef], list[str]]:
@@ -389,24 +451,25 @@ def resample_to_grid(
 def read_plane(folder: Path, ref: SliceRef) -> np.ndarray:
     """Decode one image plane's stored values (any transfer syntax pydicom's plugins handle).
 
+    Only the requested frame of a multi-frame file is decoded. Values are as stored (no rescale),
+    in native byte order.
+
     Raises
     ------
     PatientDataError
-        Naming the file relative to the patient's folder when decoding fails.
+        Naming the file relative to the patient's folder when decoding fails or the plane is not
+        a 2D greyscale image.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(folder / ref.path)
-            arr = ds.pixel_array
+            arr = pixel_array(folder / ref.path, index=ref.frame)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {_short(exc)}"
         raise PatientDataError(f"cannot decode pixel data of {ref.path} ({reason})") from None
-    if ref.frame is not None and arr.ndim == 3:
-        arr = arr[ref.frame]
     if arr.ndim != 2:
         raise PatientDataError(f"{ref.path}: expected a 2D greyscale image, got array shape {arr.shape}")
-    return arr
+    return arr.astype(arr.dtype.newbyteorder("="), copy=False)
 
 
 def _short(exc: Exception, limit: int = 160) -> str:

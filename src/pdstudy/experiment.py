@@ -94,7 +94,7 @@ class Study:
     def contexts(self) -> Iterator[Context]:
         """One training context per seed (fixed split) or per seed x repeat x fold (CV)."""
         base = self.cohort.patients()[["patient_id", "split", "response", "recist"]]
-        check_no_leakage(base)
+        check_no_leakage(base, same_patient=self.cohort.prepared.same_patient_keys())
         for seed in self.seeds:
             if self.protocol == "fixed":
                 yield self._context(carve_validation(base, self.val_fraction, seed=seed), seed=seed)

@@ -37,9 +37,21 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def _strict(obj: Any) -> Any:
+    """NaN and infinities -> None, so the file is strict JSON."""
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_strict(v) for v in obj]
+    return obj
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
-    """Write JSON atomically, indented and with sorted keys."""
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    """Write strict JSON atomically (NaN -> null), indented and with sorted keys."""
+    text = json.dumps(_strict(obj), indent=2, sort_keys=True, default=str, allow_nan=False)
+    return write_text(path, text + "\n")
 
 
 def write_csv(path: str | Path, df: pd.DataFrame, **kwargs: Any) -> Path:

@@ -11,9 +11,11 @@ written to a temporary folder then renamed, so an interrupted run leaves no half
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing as mp
 import os
+import re
 import shutil
 import tempfile
 import traceback
@@ -41,8 +43,11 @@ from pdstudy.io import stable_hash, write_csv, write_json
 from pdstudy.manifest import manifest_checksum, read_manifest
 
 #: Bumped whenever the cache content for the same parameters would change.
-CACHE_VERSION = "1"
-QC_COLUMNS = ("patient_id", "status", "reason", "n_slices", "warnings", "pvp_rule", "pixel_spacing_mm", "n_files")
+CACHE_VERSION = "2"
+#: ``study_key`` / ``pixel_key``: same-person keys of included patients (see :func:`same_patient_keys`).
+QC_COLUMNS = ("patient_id", "status", "reason", "n_slices", "warnings", "pvp_rule", "pixel_spacing_mm", "n_files",
+              "study_key", "pixel_key")
+KEY_COLUMNS = ("study_key", "pixel_key")
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,25 @@ class PatientResult:
     pvp_rule: str = ""
     pixel_spacing_mm: float = float("nan")
     n_files: int = 0
+    study_key: str = ""
+    pixel_key: str = ""
+
+
+def _digest(data: bytes | str) -> str:
+    """First 16 hex digits of SHA-256: a same-person key that cannot be read back to the value."""
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()[:16]
+
+
+def pixel_key(stored: np.ndarray) -> str:
+    """Key of one decoded plane, independent of transfer syntax, byte order and integer width.
+
+    A uniform plane (e.g. all air) identifies nobody and gets no key (``""``).
+    """
+    arr = np.asarray(stored)
+    if arr.size == 0 or arr.min() == arr.max():
+        return ""
+    canon = arr.astype("<i8" if arr.dtype.kind in "biu" else "<f8")
+    return _digest(f"{arr.shape}".encode() + canon.tobytes())
 
 
 def _z_range(row: dict[str, str]) -> tuple[float, float] | None:
@@ -110,11 +134,23 @@ def process_patient(row: dict[str, str], root: str, config: PrepareConfig) -> Pa
     try:
         return _process(pid, row, folder, Path(root), config)
     except PatientDataError as exc:
-        return PatientResult(pid, "excluded", str(exc))
+        return PatientResult(pid, "excluded", scrub_paths(str(exc), folder, Path(root)))
     except Exception as exc:  # anything unexpected: keep the cohort going, record the cause
         last = traceback.extract_tb(exc.__traceback__)[-1]
         where = f"{Path(last.filename).name}:{last.lineno}"
-        return PatientResult(pid, "excluded", f"unexpected error {type(exc).__name__} at {where}: {str(exc)[:200]}")
+        text = scrub_paths(str(exc), folder, Path(root))[:200]
+        return PatientResult(pid, "excluded", f"unexpected error {type(exc).__name__} at {where}: {text}")
+
+
+def scrub_paths(text: str, folder: Path, root: Path) -> str:
+    """Remove every path component above the patient's ``dicom_dir`` (and the manifest's folder) from ``text``.
+
+    Paths below ``folder`` become relative to it, paths below ``root`` relative to the manifest;
+    any other absolute path keeps only its last component.
+    """
+    for base in sorted({str(folder), str(folder.resolve()), str(root), str(root.resolve())}, key=len, reverse=True):
+        text = text.replace(base + os.sep, "").replace(base, ".")
+    return re.sub(r"(?<![\w.])(?:/[^\s'\"/:]+)+/([^\s/'\":]+)", r"\1", text)
 
 
 def _process(pid: str, row: dict[str, str], folder: Path, root: Path, config: PrepareConfig) -> PatientResult:
@@ -139,13 +175,19 @@ def _process(pid: str, row: dict[str, str], folder: Path, root: Path, config: Pr
         notes.append("missing RescaleSlope/RescaleIntercept: assumed 1 and 0")
     spacings = {s.pixel_spacing for s in kept}
     if None in spacings:
-        raise PatientDataError("PixelSpacing missing: cannot resample to the physical grid")
+        raise PatientDataError("PixelSpacing missing or invalid: cannot resample to the physical grid")
+    if len(spacings) > 1:
+        notes.append(f"{len(spacings)} different pixel spacings in the series: each slice resampled on its own")
     mask_volume = _load_mask(root, row.get("mask_path", ""), kept) if row.get("mask_path") else None
     size, lo, hi = int(config.image_size), *config.hu_window
     images = np.empty((len(kept), size, size), dtype=np.uint8)
     masks = np.zeros((len(kept), size, size), dtype=np.uint8) if mask_volume is not None else None
+    middle = ""
     for i, ref in enumerate(kept):
-        hu = to_hu(read_plane(folder, ref), ref.slope, ref.intercept)
+        stored = read_plane(folder, ref)
+        if i == len(kept) // 2:
+            middle = pixel_key(stored)
+        hu = to_hu(stored, ref.slope, ref.intercept)
         img = resample_to_grid(window(hu, lo, hi), ref.pixel_spacing, config.pixel_mm, size)  # type: ignore[arg-type]
         images[i] = np.rint(img * 255.0).astype(np.uint8)
         if masks is not None and mask_volume is not None:
@@ -154,7 +196,7 @@ def _process(pid: str, row: dict[str, str], folder: Path, root: Path, config: Pr
     return PatientResult(
         pid, "included", "", images=images, masks=masks, z_mm=[s.z for s in kept], warnings=notes,
         pvp_rule=rule, pixel_spacing_mm=float(kept[0].pixel_spacing[0]),  # type: ignore[index]
-        n_files=scan.n_files,
+        n_files=scan.n_files, study_key=_digest(series.study_uid) if series.study_uid else "", pixel_key=middle,
     )
 
 
@@ -193,6 +235,12 @@ class PreparedCohort:
         exc = self.qc[self.qc["status"] == "excluded"]
         return exc["reason"].map(_reason_category).value_counts().rename("patients")
 
+    def same_patient_keys(self) -> dict[str, dict[str, str]]:
+        """Same-person keys of the included patients, for :func:`pdstudy.splits.check_no_leakage`."""
+        from pdstudy.splits import same_patient_keys
+
+        return same_patient_keys(self.qc)
+
     def patient_slices(self, patient_id: str) -> np.ndarray:
         """Row numbers of one patient's slices in :attr:`images` (head to feet)."""
         rows = self.index.index[self.index["patient_id"] == patient_id]
@@ -225,7 +273,8 @@ def load_prepared(cache_dir: str | Path) -> PreparedCohort:
     images = np.load(root / "images.npy", mmap_mode="r")
     masks = np.load(root / "masks.npy", mmap_mode="r") if (root / "masks.npy").exists() else None
     index = pd.read_csv(root / "index.csv", dtype={"patient_id": str})
-    qc = pd.read_csv(root / "qc.csv", dtype={"patient_id": str}, keep_default_na=False)
+    qc = pd.read_csv(root / "qc.csv", dtype={"patient_id": str, **dict.fromkeys(KEY_COLUMNS, str)},
+                     keep_default_na=False)
     return PreparedCohort(root=root, images=images, index=index, qc=qc, meta=meta, masks=masks)
 
 
@@ -330,7 +379,7 @@ def _write_cache(tmp: Path, df: pd.DataFrame, results: dict[str, PatientResult],
         "patient_id": r.patient_id, "status": r.status, "reason": r.reason,
         "n_slices": len(r.z_mm), "warnings": "; ".join(r.warnings), "pvp_rule": r.pvp_rule,
         "pixel_spacing_mm": round(r.pixel_spacing_mm, 4) if r.status == "included" else "",
-        "n_files": r.n_files,
+        "n_files": r.n_files, "study_key": r.study_key, "pixel_key": r.pixel_key,
     } for r in (results[p] for p in order)], columns=list(QC_COLUMNS))
     write_csv(tmp / "qc.csv", qc)
     summary = Counter(_reason_category(r.reason) for r in results.values() if r.status == "excluded")

@@ -12,6 +12,8 @@ from pdstudy.runs import RunDir, run_dir, update_provenance
 
 PROFILES = ("quick", "paper")
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
+#: Parameters holding file or folder paths (made absolute before injection).
+PATH_PARAMETERS = ("run_dir", "data_dir", "manifest", "readers_csv", "weights_dir")
 
 
 class RunError(RuntimeError):
@@ -122,6 +124,10 @@ def run_notebooks(
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown}; the selected notebooks declare {sorted(known)}")
     params.update(overrides)
+    for key, value in params.items():
+        # Paths given on the command line are relative to where the user is, not to notebooks/.
+        if key in PATH_PARAMETERS and isinstance(value, str) and value and not Path(value).is_absolute():
+            params[key] = str(Path(value).resolve())
     timings: dict[str, float] = {}
     for book in books:
         injected = {k: v for k, v in params.items() if k in declared[book.name]}

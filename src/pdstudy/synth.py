@@ -132,8 +132,8 @@ NUISANCE_COLUMNS: Final = (
 # quick profile's 6 mm pixels (size and enhancement). Oracle AUC = Phi(|shift| / sqrt(2)) with
 # |shift| the Euclidean norm of the three shifts: Phi(sqrt(1.1^2 + 1.0^2 + 0.65^2) / sqrt(2)) = 0.874.
 _TUMOUR_MODEL: Final = {
-    "tumour_radius_mm": (math.log(24.0), 0.25, +1.1),
-    "tumour_enhancement_hu": (65.0, 18.0, -1.0),
+    "tumour_radius_mm": (math.log(27.0), 0.25, +1.3),
+    "tumour_enhancement_hu": (85.0, 18.0, -0.9),
     "tumour_heterogeneity_hu": (math.log(10.0), 0.4, +0.65),
 }
 _LOG_FEATURES: Final = ("tumour_radius_mm", "tumour_heterogeneity_hu")
@@ -417,7 +417,7 @@ def _nuisance(patients: int, slices: int, size: int, seed: int) -> pd.DataFrame:
     df["body_cx_mm"] = rng.uniform(-6, 6, n)
     df["body_cy_mm"] = rng.uniform(-10, 10, n)
     df["body_taper"] = rng.uniform(-0.05, 0.05, n)
-    df["fat_mm"] = rng.uniform(8, 28, n)
+    df["fat_mm"] = rng.uniform(10, 18, n)
     df["muscle_mm"] = rng.uniform(6, 12, n)
     lo, hi = _FOV_SPACING_128
     df["pixel_spacing_mm"] = np.round(rng.uniform(lo, hi, n) * 128 / size, 4)
@@ -431,8 +431,8 @@ def _nuisance(patients: int, slices: int, size: int, seed: int) -> pd.DataFrame:
     df["bits_stored"] = rng.choice([12, 16], n)
     df["rescale_intercept"] = rng.choice([-1024, -1000], n)
     df["kvp"] = rng.choice([100, 120], n)
-    df["noise_sd_hu"] = rng.uniform(6, 14, n)
-    df["contrast_factor"] = rng.uniform(0.85, 1.15, n)
+    df["noise_sd_hu"] = rng.uniform(6, 12, n)
+    df["contrast_factor"] = rng.uniform(0.92, 1.08, n)
     df["phase_style"] = rng.choice(len(PHASE_STYLES), n, p=[0.45, 0.25, 0.3])
     df["has_non_contrast"] = (rng.random(n) < 0.4).astype(int)
     df["arterial_delay_s"] = np.round(rng.uniform(*_ARTERIAL_DELAY, n), 1)
@@ -449,7 +449,7 @@ def _nuisance(patients: int, slices: int, size: int, seed: int) -> pd.DataFrame:
     df["study_time_s"] = rng.uniform(7.5 * 3600, 17.5 * 3600, n)
     df["bolus_after_s"] = rng.uniform(60, 240, n)
     # Tumour placement on the stomach wall and shape (in mm / slices).
-    df["tumour_angle"] = rng.uniform(0.5 * np.pi, 1.25 * np.pi, n)
+    df["tumour_angle"] = rng.uniform(0.0, 0.5 * np.pi, n)
     df["tumour_aspect"] = rng.uniform(0.7, 1.0, n)
     df["tumour_z_aspect"] = rng.uniform(0.9, 1.3, n)
     df["tumour_z_pos"] = rng.random(n)
@@ -691,7 +691,7 @@ def _anatomy(p: pd.Series, slices: int, size: int, rng: np.random.Generator) -> 
     up = _linear_upsampler(n_low, size)
     field = np.abs(up @ low @ up.T)
     perigastric = (in_stomach & _ellipse(x, y, scx, scy, sa + 15.0, sb + 15.0)) | around_tumour(12.0)
-    labels[inner & ~perigastric & (field < np.quantile(field, 0.12))] = BOWEL
+    labels[inner & ~perigastric & (field < np.quantile(field, 0.06))] = BOWEL
 
     def organ(label: int, mask: np.ndarray) -> None:
         labels[mask & inner] = label
