@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pydicom
+import pydicom.config
 from PIL import Image
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import pixel_array
@@ -125,6 +128,28 @@ def _float_or_none(value: object) -> float | None:
         return None
 
 
+def _int_or_none(value: object) -> int | None:
+    number = _float_or_none(value)
+    return int(number) if number is not None and np.isfinite(number) else None
+
+
+@contextmanager
+def quiet_pydicom() -> Iterator[None]:
+    """Silence pydicom's warnings and value validation while reading.
+
+    Their messages quote header values (``Invalid value for VR PN: 'NAME^...'``), i.e. patient
+    identity, and would otherwise reach notebook outputs and logs.
+    """
+    mode = pydicom.config.settings.reading_validation_mode
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        pydicom.config.settings.reading_validation_mode = mode
+
+
 def _floats(value: object, n: int) -> tuple[float, ...] | None:
     """``n`` numbers from a multi-valued header element, or None when absent or malformed."""
     try:
@@ -171,12 +196,11 @@ def _frame_refs(ds: pydicom.Dataset, rel: str) -> list[SliceRef]:
     except the position (one position for several frames would make them duplicates): frames
     without one are ordered by frame number.
     """
-    n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    n_frames = max(1, _int_or_none(getattr(ds, "NumberOfFrames", 1)) or 1)
     if n_frames == 1 and "PerFrameFunctionalGroupsSequence" not in ds:
-        inst = getattr(ds, "InstanceNumber", None)
         return [_plane_ref(rel, None, getattr(ds, "ImagePositionPatient", None),
                            getattr(ds, "ImageOrientationPatient", None), getattr(ds, "PixelSpacing", None), ds,
-                           int(inst) if inst not in (None, "") else None)]
+                           _int_or_none(getattr(ds, "InstanceNumber", None)))]
     refs = []
     for i in range(n_frames):
         plane = _functional_group(ds, i, "PlanePositionSequence")
@@ -200,10 +224,8 @@ def _read_header(path: Path, rel: str) -> tuple[pydicom.Dataset | None, str | No
     ``why`` is ``""`` for a file that is not DICOM and does not look like one (reported in bulk).
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # Large values (pixel data) are deferred, not read: headers only, one pass.
-            ds = pydicom.dcmread(path, defer_size=1024)
+        # Large values (pixel data) are deferred, not read: headers only, one pass.
+        ds = pydicom.dcmread(path, defer_size=1024)
     except InvalidDicomError:
         return None, f"unreadable file {rel} (not a DICOM file)" if path.suffix.lower() in _DICOM_SUFFIXES else ""
     except Exception as exc:  # corrupt header
@@ -265,20 +287,21 @@ def scan_folder(folder: str | Path) -> ScanResult:
     skipped_non_dicom: list[str] = []
     for f in files:
         rel = f.relative_to(folder).as_posix()
-        ds, why = _read_header(f, rel)
-        if ds is None:
+        with quiet_pydicom():  # header values are parsed lazily: keep every access inside
+            ds, why = _read_header(f, rel)
+            if ds is None:
+                if why:
+                    notes.append(why)
+                else:
+                    skipped_non_dicom.append(rel)
+                continue
+            modalities.add(str(getattr(ds, "Modality", "") or "?"))
+            why = _skip_reason(ds, rel)
             if why:
                 notes.append(why)
-            else:
-                skipped_non_dicom.append(rel)
-            continue
-        modalities.add(str(getattr(ds, "Modality", "") or "?"))
-        why = _skip_reason(ds, rel)
-        if why:
-            notes.append(why)
-            continue
-        uid = str(getattr(ds, "SeriesInstanceUID", "") or f"missing-series-uid:{Path(rel).parent}")
-        series.setdefault(uid, _new_series(ds, uid)).slices.extend(_frame_refs(ds, rel))
+                continue
+            uid = str(getattr(ds, "SeriesInstanceUID", "") or f"missing-series-uid:{Path(rel).parent}")
+            series.setdefault(uid, _new_series(ds, uid)).slices.extend(_frame_refs(ds, rel))
     if skipped_non_dicom:
         notes.append(f"skipped {len(skipped_non_dicom)} non-DICOM file(s), e.g. {skipped_non_dicom[0]}")
     return ScanResult(series=list(series.values()), n_files=len(files), notes=notes, modalities=modalities)
@@ -461,8 +484,7 @@ def read_plane(folder: Path, ref: SliceRef) -> np.ndarray:
         a 2D greyscale image.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_pydicom():
             arr = pixel_array(folder / ref.path, index=ref.frame)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {_short(exc)}"

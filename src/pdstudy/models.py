@@ -335,7 +335,7 @@ def _timm_load_report() -> Iterator[_LoadReport]:
 
 def _classifier_rows(path: Path, classifiers: tuple[str, ...]) -> int | None:
     """Number of classes of the classifier stored in a weights file (None when absent)."""
-    state_dict = timm.models.load_state_dict(str(path))
+    state_dict = timm.models.load_state_dict(str(path), weights_only=True)  # never unpickle arbitrary objects
     for classifier in classifiers:
         weight = state_dict.get(f"{classifier}.weight")
         if weight is not None:

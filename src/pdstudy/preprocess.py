@@ -21,6 +21,7 @@ import tempfile
 import traceback
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -327,13 +328,14 @@ def prepare(
             results[row["patient_id"]] = process_patient(row, str(manifest.parent), config)
             bar.update()
     else:
-        # fork (Linux) needs no `if __name__ == "__main__"` guard in user scripts; workers touch no torch.
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
-            futures = {pool.submit(process_patient, row, str(manifest.parent), config): row["patient_id"]
-                       for row in rows}
-            for fut in as_completed(futures):
-                results[futures[fut]] = fut.result()
+        crashed = _run_pool(rows, str(manifest.parent), config, n_workers, results, bar)
+        # A worker that dies (a decoder crashing on a corrupt file) takes the pool down: retry the
+        # patients it left unfinished one process each, so only the culprit is excluded.
+        for row in crashed:
+            if _run_pool([row], str(manifest.parent), config, 1, results, bar):
+                results[row["patient_id"]] = PatientResult(
+                    row["patient_id"], "excluded",
+                    "worker process crashed while reading this patient's images (corrupt file or decoder fault?)")
                 bar.update()
     bar.close()
 
@@ -348,6 +350,27 @@ def prepare(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return load_prepared(final)
+
+
+def _run_pool(rows: list[dict], root: str, config: PrepareConfig, n_workers: int,
+              results: dict[str, PatientResult], bar: tqdm) -> list[dict]:
+    """Process ``rows`` in worker processes into ``results``; returns the rows lost to a crashed worker."""
+    # fork (Linux) needs no `if __name__ == "__main__"` guard in user scripts; workers touch no torch.
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    lost: list[dict] = []
+    with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+        futures = {pool.submit(process_patient, row, root, config): row for row in rows}
+        for fut in as_completed(futures):
+            pid = futures[fut]["patient_id"]
+            try:
+                results[pid] = fut.result()
+            except BrokenProcessPool:
+                lost.append(futures[fut])
+                continue
+            except Exception as exc:  # e.g. a result that cannot be sent back
+                results[pid] = PatientResult(pid, "excluded", f"worker process failed ({type(exc).__name__})")
+            bar.update()
+    return lost
 
 
 def _write_cache(tmp: Path, df: pd.DataFrame, results: dict[str, PatientResult], config: PrepareConfig,

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from pdstudy.io import write_text
 from pdstudy.runs import RunDir, run_dir, update_provenance
 
 PROFILES = ("quick", "paper")
@@ -74,6 +75,54 @@ def declared_parameters(path: Path) -> dict[str, Any]:
     return {name: info["default"] for name, info in pm.inspect_notebook(str(path)).items()}
 
 
+def scrub_paths(notebook: Path, parameters: dict[str, Any]) -> None:
+    """Replace absolute path parameters (and the cohort folder) in an executed notebook by placeholders.
+
+    papermill records injected parameters in the notebook; site folders above a patient's
+    ``dicom_dir`` must not reach outputs, so ``/site/cohort/manifest.csv`` becomes ``<manifest>``.
+    """
+    import json
+
+    swaps: dict[str, str] = {}
+    for key in PATH_PARAMETERS:
+        value = parameters.get(key)
+        if isinstance(value, str) and value and Path(value).is_absolute():
+            swaps[value] = f"<{key}>"
+            if key in ("manifest", "readers_csv"):
+                swaps[str(Path(value).parent)] = f"<{key} folder>"
+    if not swaps:
+        return
+    text = notebook.read_text(encoding="utf-8")
+    for old in sorted(swaps, key=len, reverse=True):
+        text = text.replace(json.dumps(old)[1:-1], swaps[old]).replace(old, swaps[old])
+    write_text(notebook, text)
+
+
+def execute_notebook(book: Path, output: Path, parameters: dict[str, Any], *, kernel: str | None = None,
+                     progress: bool = False) -> Path:
+    """Execute one notebook with papermill (cwd = its folder), then :func:`scrub_paths` the copy.
+
+    Raises
+    ------
+    RunError
+        Naming the notebook and the cell that failed.
+    """
+    import papermill as pm
+
+    try:
+        pm.execute_notebook(str(book), str(output), parameters=parameters, cwd=str(book.parent), kernel_name=kernel,
+                            progress_bar=progress, log_output=False)
+    except pm.PapermillExecutionError as exc:
+        raise RunError(
+            f"notebook {book.name} failed in cell {exc.exec_count} (index {exc.cell_index}): "
+            f"{exc.ename}: {exc.evalue}\n  executed copy: {output}"
+        ) from None
+    finally:
+        if output.exists():
+            scrub_paths(output, parameters)
+    return output
+
+
 def run_notebooks(
     *,
     profile: str = "quick",
@@ -109,7 +158,6 @@ def run_notebooks(
     RunError
         Naming the notebook and cell when a notebook fails; later notebooks do not run.
     """
-    import papermill as pm
 
     folder = notebooks_dir()
     books = select_notebooks(folder, only)
@@ -132,14 +180,7 @@ def run_notebooks(
     for book in books:
         injected = {k: v for k, v in params.items() if k in declared[book.name]}
         t0 = time.perf_counter()
-        try:
-            pm.execute_notebook(str(book), str(run.notebooks / book.name), parameters=injected,
-                                cwd=str(folder), kernel_name=kernel, progress_bar=progress, log_output=False)
-        except pm.PapermillExecutionError as exc:
-            raise RunError(
-                f"notebook {book.name} failed in cell {exc.exec_count} (index {exc.cell_index}): "
-                f"{exc.ename}: {exc.evalue}\n  executed copy: {run.notebooks / book.name}"
-            ) from None
+        execute_notebook(book, run.notebooks / book.name, injected, kernel=kernel, progress=progress)
         timings[book.name] = round(time.perf_counter() - t0, 1)
     update_provenance(run, "run", {"profile": profile, "parameters": params, "notebooks": timings})
     return run

@@ -105,10 +105,23 @@ def device_info() -> dict[str, Any]:
     return info
 
 
+def redact_paths(obj: Any) -> Any:
+    """Absolute paths -> their last component, recursively (provenance names files, not site folders)."""
+    if isinstance(obj, str) and (obj.startswith("/") or (len(obj) > 2 and obj[1] == ":" and obj[2] in "\\/")):
+        return f"<{Path(obj).name}>"
+    if isinstance(obj, dict):
+        return {k: redact_paths(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [redact_paths(v) for v in obj]
+    return obj
+
+
 def update_provenance(run: RunDir, section: str, record: dict[str, Any]) -> Path:
     """Merge ``record`` under ``section`` in the run's provenance.json (atomic rewrite).
 
     The file always carries the git commit, package versions and device of the latest writer.
+    Absolute paths in ``record`` are reduced to their last component (:func:`redact_paths`), so no
+    folder above a patient's ``dicom_dir`` reaches the file.
     """
     import json
 
@@ -116,7 +129,7 @@ def update_provenance(run: RunDir, section: str, record: dict[str, Any]) -> Path
     if run.provenance.exists():
         current = json.loads(run.provenance.read_text())
     current.setdefault("sections", {})[section] = {
-        **record, "written": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        **redact_paths(record), "written": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     current.update(git_commit=git_commit(), packages=package_versions(), device=device_info())
     return write_json(run.provenance, current)

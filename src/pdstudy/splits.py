@@ -160,4 +160,5 @@ def _check_key_map(split_of: dict[str, str], keys: Mapping[str, str], meaning: s
                                f"different splits ({sorted(splits)}): the same person under two IDs?")
         if len(ids) > 1:
             warnings.warn(f"patients {sorted(ids)} share {meaning} within split {next(iter(splits))!r}: "
-                          "the same person counted twice?", DuplicatePatientWarning, stacklevel=3)
+                          "the same person counted twice? (cross-validation can put them in different folds)",
+                          DuplicatePatientWarning, stacklevel=3)

@@ -132,9 +132,9 @@ NUISANCE_COLUMNS: Final = (
 # quick profile's 6 mm pixels (size and enhancement). Oracle AUC = Phi(|shift| / sqrt(2)) with
 # |shift| the Euclidean norm of the three shifts: Phi(sqrt(1.1^2 + 1.0^2 + 0.65^2) / sqrt(2)) = 0.874.
 _TUMOUR_MODEL: Final = {
-    "tumour_radius_mm": (math.log(27.0), 0.25, +1.3),
-    "tumour_enhancement_hu": (85.0, 18.0, -0.9),
-    "tumour_heterogeneity_hu": (math.log(10.0), 0.4, +0.65),
+    "tumour_radius_mm": (math.log(24.0), 0.3, +1.3),
+    "tumour_enhancement_hu": (90.0, 24.0, -0.9),
+    "tumour_heterogeneity_hu": (math.log(14.0), 0.4, +0.65),
 }
 _LOG_FEATURES: Final = ("tumour_radius_mm", "tumour_heterogeneity_hu")
 
@@ -243,7 +243,7 @@ _HU: Final = np.array([
     [38, 38, 38],  # tumour (replaced by the tumour model)
 ], dtype=np.float32)
 _TUMOUR_NC_HU: Final = 38.0
-_TEXTURE_MM: Final = 5.0  # Gaussian SD of the tumour texture in-plane; survives 6 mm pixels
+_TEXTURE_MM: Final = 7.0  # Gaussian SD of the tumour texture in-plane; survives 6 mm pixels
 
 
 # --------------------------------------------------------------------------- planning
@@ -412,18 +412,18 @@ def _nuisance(patients: int, slices: int, size: int, seed: int) -> pd.DataFrame:
     rng = _rng(seed, "nuisance")
     n = patients
     df = pd.DataFrame(index=range(n))
-    df["body_a_mm"] = rng.uniform(135, 165, n)
-    df["body_b_mm"] = rng.uniform(95, 125, n)
-    df["body_cx_mm"] = rng.uniform(-6, 6, n)
-    df["body_cy_mm"] = rng.uniform(-10, 10, n)
+    df["body_a_mm"] = rng.uniform(140, 160, n)
+    df["body_b_mm"] = rng.uniform(100, 120, n)
+    df["body_cx_mm"] = rng.uniform(-4, 4, n)
+    df["body_cy_mm"] = rng.uniform(-6, 6, n)
     df["body_taper"] = rng.uniform(-0.05, 0.05, n)
-    df["fat_mm"] = rng.uniform(10, 18, n)
-    df["muscle_mm"] = rng.uniform(6, 12, n)
+    df["fat_mm"] = rng.uniform(12, 16, n)
+    df["muscle_mm"] = rng.uniform(8, 11, n)
     lo, hi = _FOV_SPACING_128
     df["pixel_spacing_mm"] = np.round(rng.uniform(lo, hi, n) * 128 / size, 4)
     df["z_top_mm"] = np.round(rng.uniform(-120, 40, n) * 2) / 2
     df["z_descending"] = rng.integers(0, 2, n)  # 1: InstanceNumber 1 is the cranial slice
-    liver = np.rint(rng.uniform(0.55, 0.8, n) * slices).astype(int)
+    liver = np.rint(rng.uniform(0.6, 0.75, n) * slices).astype(int)
     df["liver_slices"] = np.clip(liver, 3, slices - 2)
     # First liver slice: at least one slice above and one below the liver.
     df["liver_first"] = 1 + np.floor(rng.random(n) * (slices - 1 - df["liver_slices"])).astype(int)
@@ -451,7 +451,7 @@ def _nuisance(patients: int, slices: int, size: int, seed: int) -> pd.DataFrame:
     # Tumour placement on the stomach wall and shape (in mm / slices).
     df["tumour_angle"] = rng.uniform(0.0, 0.5 * np.pi, n)
     df["tumour_aspect"] = rng.uniform(0.7, 1.0, n)
-    df["tumour_z_aspect"] = rng.uniform(0.9, 1.3, n)
+    df["tumour_z_aspect"] = rng.uniform(1.0, 1.4, n)
     df["tumour_z_pos"] = rng.random(n)
     return df
 
