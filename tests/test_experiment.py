@@ -66,3 +66,8 @@ def test_two_runs_with_the_same_seed_give_identical_predictions(tmp_path):
         frames.append(read_predictions(study.rundir.predictions))
     assert frames[0].equals(frames[1])
     assert frames[0]["score"].nunique() > 1
+    # ... and therefore identical tables.
+    from pdstudy.evaluation import table2
+
+    t_a, t_b = (table2(f, quick=True) for f in frames)
+    assert t_a.equals(t_b) and t_a["test_auc"].notna().any()

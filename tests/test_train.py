@@ -21,7 +21,7 @@ from pdstudy.distill import (
     stage_key,
 )
 from pdstudy.splits import LeakageError, carve_validation, check_no_leakage, stratified_folds
-from pdstudy.train import TrainConfig, lr_at, top_k_mean, train_model
+from pdstudy.train import TrainConfig, lr_at, predict_slices, top_k_mean, train_model
 
 TINY = TrainConfig(
     epochs=3,
@@ -115,6 +115,8 @@ def test_resume_after_interruption_is_bit_identical(tiny_prepared, tmp_path):
     a, b = _weights(ref.model), _weights(resumed.model)
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed run must reach bit-identical weights"
     assert [h["loss"] for h in ref.history] == [h["loss"] for h in resumed.history]
+    everyone = SliceSet(prepared, patients)
+    assert predict_slices(ref.model, everyone, TINY) == predict_slices(resumed.model, everyone, TINY)
 
 
 def test_corrupt_checkpoint_is_detected_and_not_loaded(tiny_prepared, tmp_path):
