@@ -11,6 +11,8 @@ import pandas as pd
 import pydicom
 import pytest
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+from scipy.ndimage import binary_dilation, binary_erosion
+from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from pdstudy import synth
@@ -295,6 +297,38 @@ def test_masks_align_with_images(cohort: Path, headers: pd.DataFrame):
         in_range = (z >= lo - 1e-6) & (z <= hi + 1e-6)
         assert (liver.any(axis=(1, 2)) == in_range).all() and (~in_range).any()
         assert mask[in_range].any()
+
+
+def test_tumour_is_a_visible_mass_carrying_the_latent_features(cohort: Path, headers: pd.DataFrame):
+    """The mask's volume tracks the latent radius, the mass's portal-venous HU tracks the latent
+    enhancement, and the mass stands out from its surroundings and is darker than the liver."""
+    plan = synth._plan(**SMALL).set_index("patient_id")
+    m = read_manifest(cohort / "manifest.csv")
+    truth = pd.read_csv(cohort / "series.csv", dtype=str, keep_default_na=False)
+    in_plane = np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], dtype=bool)
+    rows = []
+    for _, row in m[m["mask_path"] != ""].iterrows():
+        arrays = np.load(cohort / row["mask_path"])
+        mask, liver = arrays["mask"] > 0, arrays["liver"] > 0
+        pvp = truth[(truth["patient_id"] == row["patient_id"]) & (truth["phase"] == "portal_venous")]
+        series_dir = pvp["series_dir"].iloc[0]
+        hu, _ = _hu_volume(cohort, series_dir)
+        spacing = headers.loc[headers["series_dir"] == series_dir, "spacing"].iloc[0]
+        core = binary_erosion(mask, in_plane)  # away from the partial-volume edge
+        ring = binary_dilation(mask, in_plane, iterations=2) & ~binary_dilation(mask, in_plane)
+        tumour_hu = float(hu[core].mean()) if core.sum() >= 5 else np.nan
+        rows.append({
+            "volume": mask.sum() * spacing**2 * synth._SLICE_MM, "tumour_hu": tumour_hu,
+            "contrast": float(np.median(np.abs(hu[ring] - tumour_hu))), "liver_hu": float(np.median(hu[liver])),
+            "radius": plan.loc[row["patient_id"], "tumour_radius_mm"],
+            "enhancement": plan.loc[row["patient_id"], "tumour_enhancement_hu"],
+        })
+    f = pd.DataFrame(rows).dropna()
+    assert len(f) >= 10
+    assert spearmanr(f["volume"], f["radius"])[0] > 0.9
+    assert spearmanr(f["tumour_hu"], f["enhancement"])[0] > 0.8
+    assert (f["contrast"] > 50).all()  # gas, fat or enhancing wall around the mass, not more of the same
+    assert f["tumour_hu"].median() < f["liver_hu"].median() - 15  # hypo-attenuating relative to the liver
 
 
 # ----------------------------------------------------------------- determinism and caching
