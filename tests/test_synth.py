@@ -102,6 +102,8 @@ def test_default_cohort_counts_match_the_paper():
     assert len(no_pvp) == 5 and (no_pvp["mask_path"] == "").all() and (no_pvp["z_from_mm"] == "").all()
     assert (m.loc[m["split"] == "", ["response", "recist"]] != "").all().all()
     assert synth.sample_latent(164, 0)["has_pvp"].sum() == 164 - 5
+    for split in ("train", "test"):  # every RECIST category present in each split
+        assert set(m.loc[m["split"] == split, "recist"]) == {"CR", "PR", "SD", "PD"}, split
 
 
 @pytest.mark.parametrize("n", [4, 12, 20, 30, 50, 164, 500])

@@ -7,7 +7,8 @@ as in training evaluation (:func:`pdstudy.dataset.centre_crop`, then
 :func:`pdstudy.dataset.to_model_input` with :func:`pdstudy.train.input_norm`). The CAM is
 upsampled (bilinearly, by ``grad-cam``) from that feature map to the crop and min-max scaled to
 [0, 1] per slice, so its resolution is the feature map's, not the crop's: with a 32x downsampling
-network a 56 px crop gives a 2x2 map, four cells of 28 px each. Such maps (2x2 or smaller) are
+network a 56 px crop gives a 2x2 map, four cells of 28 px each (the quick profile builds its ResNet
+and ByobNet stand-ins with ``output_stride=16`` for a 4x4 map at 60 px). Maps of 2x2 or smaller are
 flagged ``too_coarse`` in the returned info, warned about, and noted on the figure; callers must
 report the flag, not hide it.
 
