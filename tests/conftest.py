@@ -46,3 +46,12 @@ def tiny_prepared(tmp_path_factory):
     )
     patients = pd.DataFrame(rows)
     return prepared, patients
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic_manifest(tmp_path_factory):
+    """Manifest of a tiny synthetic DICOM cohort (24 screened, 12 slices, 64 px), generated once per session."""
+    from pdstudy.synth import ensure_cohort
+
+    return ensure_cohort(tmp_path_factory.mktemp("tiny_synth") / "cohort", patients=24, seed=0, slices=12, size=64,
+                         show_progress=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -24,6 +25,19 @@ from pdstudy.vocab import label_of
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def loader_settings(device: torch.device) -> dict[str, int | bool]:
+    """Batch loading for ``device``: ``{"workers": n, "pin_memory": bool}`` for :meth:`SliceSet.train_batches`.
+
+    CPU: no worker processes (the cores are shared by loading and compute; augmentation is
+    batched in-process). CUDA: worker processes prepare the next batches in pinned memory while
+    the GPU trains (one core left to the main process, at most 8 workers).
+    """
+    if device.type != "cuda":
+        return {"workers": 0, "pin_memory": False}
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return {"workers": max(1, min(8, cores - 1)), "pin_memory": True}
 
 
 def derive_seed(*parts: int | str) -> int:
@@ -63,25 +77,39 @@ def check_crop(image_size: int, crop_size: int) -> None:
         raise ValueError(f"crop_size must be between 1 and the cached image_size ({image_size}), got {crop_size}")
 
 
-def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
-    """Augment a batch ``(B, 1, H, W)`` in [0, 1] and random-crop it to ``cfg.crop_size``."""
+def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator, *,
+                  batch: int | None = None, offset: int = 0) -> torch.Tensor:
+    """Augment a batch ``(B, 1, H, W)`` in [0, 1] and random-crop it to ``cfg.crop_size``.
+
+    ``x`` may be the shard ``[offset, offset + B)`` of a global batch of ``batch`` images
+    (data-parallel training): the parameters are drawn for the whole global batch, so each image
+    is augmented exactly as it would be in one process.
+    """
     b, _, h, w = x.shape
+    n = b if batch is None else batch
+    if offset < 0 or offset + b > n:
+        raise ValueError(f"shard [{offset}, {offset + b}) does not fit in a batch of {n}")
     check_crop(min(h, w), cfg.crop_size)
 
     def uniform(lo: float, hi: float) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(b, generator=generator)
+        return lo + (hi - lo) * torch.rand(n, generator=generator)
 
+    c = cfg.crop_size
     angle = uniform(-cfg.rotate_deg, cfg.rotate_deg) * math.pi / 180.0
     zoom = uniform(*cfg.scale)
     tx, ty = uniform(-cfg.shift, cfg.shift) * 2.0, uniform(-cfg.shift, cfg.shift) * 2.0
-    flip = torch.where(torch.rand(b, generator=generator) < cfg.hflip, -1.0, 1.0)
+    flip = torch.where(torch.rand(n, generator=generator) < cfg.hflip, -1.0, 1.0)
+    top = torch.randint(0, h - c + 1, (n,), generator=generator)
+    left = torch.randint(0, w - c + 1, (n,), generator=generator)
+    if b == 0:
+        return x.new_zeros((0, 1, c, c))
+    if n != b:
+        keep = slice(offset, offset + b)
+        angle, zoom, tx, ty, flip, top, left = (t[keep] for t in (angle, zoom, tx, ty, flip, top, left))
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    c = cfg.crop_size
-    top = torch.randint(0, h - c + 1, (b,), generator=generator)
-    left = torch.randint(0, w - c + 1, (b,), generator=generator)
     rows = top[:, None] + torch.arange(c)[None]
     cols = left[:, None] + torch.arange(c)[None]
     idx = torch.arange(b)[:, None, None]
@@ -154,20 +182,33 @@ class SliceSet:
         idx = np.sort(rows)
         inverse = np.argsort(np.argsort(rows))
         arr = np.asarray(self.prepared.images[idx])[inverse]
-        return torch.from_numpy(arr).unsqueeze(1).float().div_(255.0)
+        # One pass uint8 -> float32 / 255 (bitwise equal to torch's .float().div_(255.0), several times faster).
+        return torch.from_numpy(np.divide(arr, np.float32(255.0), dtype=np.float32)).unsqueeze(1)
 
     def train_batches(
         self, *, seed: int, epoch: int, batch_size: int, slices_per_patient: int | None, augment: AugmentConfig,
-        start_step: int = 0,
+        start_step: int = 0, workers: int = 0, pin_memory: bool = False, shard: tuple[int, int] | None = None,
     ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-        """``(step, images, labels)`` of one epoch; images augmented, cropped, not yet normalised."""
-        rows, labels = self.epoch_rows(seed, epoch, slices_per_patient)
-        n_steps = math.ceil(len(rows) / batch_size)
-        for step in range(start_step, n_steps):
-            sl = slice(step * batch_size, (step + 1) * batch_size)
-            gen = torch.Generator().manual_seed(derive_seed(seed, "augment", epoch, step))
-            x = augment_batch(self.load(rows[sl]), augment, gen)
-            yield step, x, torch.from_numpy(labels[sl]).long()
+        """``(step, images, labels)`` of one epoch; images augmented, cropped, not yet normalised.
+
+        ``workers > 0`` builds the batches in DataLoader worker processes (CUDA, see
+        :func:`loader_settings`); ``pin_memory`` returns them in page-locked memory. Every batch
+        depends only on ``(seed, epoch, step)``, so both paths yield identical tensors.
+        ``shard=(rank, world_size)`` yields only that process's contiguous share of each global
+        batch (:func:`pdstudy.distributed.shard_bounds`), augmented as in the global batch.
+        """
+        steps = _EpochSteps(self, *self.epoch_rows(seed, epoch, slices_per_patient), seed=seed, epoch=epoch,
+                            batch_size=batch_size, augment=augment, start_step=start_step, shard=shard)
+        if workers > 0:
+            loader = torch.utils.data.DataLoader(steps, batch_size=None, shuffle=False, num_workers=workers,
+                                                 pin_memory=pin_memory and torch.cuda.is_available())
+            for i, (x, y) in enumerate(loader):
+                yield start_step + i, x, y
+            return
+        pin = pin_memory and torch.cuda.is_available()
+        for i in range(len(steps)):
+            x, y = steps[i]
+            yield start_step + i, (x.pin_memory() if pin else x), y
 
     def steps_per_epoch(self, batch_size: int, slices_per_patient: int | None) -> int:
         n = sum(min(len(r), slices_per_patient) if slices_per_patient else len(r) for r in self.rows.values())
@@ -179,3 +220,35 @@ class SliceSet:
         for i in range(0, len(rows), batch_size):
             r = rows[i:i + batch_size]
             yield r, centre_crop(self.load(r), crop_size)
+
+
+class _EpochSteps(torch.utils.data.Dataset):
+    """One epoch's augmented training batches, indexed by step (from ``start_step``), for DataLoader workers."""
+
+    def __init__(self, data: SliceSet, rows: np.ndarray, labels: np.ndarray, *, seed: int, epoch: int,
+                 batch_size: int, augment: AugmentConfig, start_step: int = 0,
+                 shard: tuple[int, int] | None = None) -> None:
+        self.data, self.rows, self.labels = data, rows, labels
+        self.seed, self.epoch, self.batch_size, self.augment = seed, epoch, batch_size, augment
+        self.start_step = start_step
+        self.shard = shard
+        self.n_steps = math.ceil(len(rows) / batch_size)
+
+    def __len__(self) -> int:
+        return max(0, self.n_steps - self.start_step)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        step = self.start_step + i
+        if not 0 <= i < len(self):
+            raise IndexError(f"step {step} out of range (epoch has {self.n_steps} steps)")
+        sl = slice(step * self.batch_size, (step + 1) * self.batch_size)
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, "augment", self.epoch, step))
+        if self.shard is not None:  # data-parallel: this process's contiguous share of the global batch
+            from pdstudy.distributed import shard_bounds
+
+            rows, labels = self.rows[sl], self.labels[sl]
+            lo, hi = shard_bounds(len(rows), *self.shard)
+            x = augment_batch(self.data.load(rows[lo:hi]), self.augment, gen, batch=len(rows), offset=lo)
+            return x, torch.from_numpy(labels[lo:hi]).long()
+        x = augment_batch(self.data.load(self.rows[sl]), self.augment, gen)
+        return x, torch.from_numpy(self.labels[sl]).long()

@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from pdstudy import distributed
 from pdstudy.dataset import SliceSet, derive_seed
 from pdstudy.io import sha256_file, stable_hash, write_csv, write_json
 from pdstudy.methods import METHOD_KINDS, PREDICTION_COLUMNS, Method, display_arch  # noqa: F401 (re-exported)
@@ -141,8 +142,10 @@ def stage_key(ctx: Context, arch: str, *, noisy: bool, upstream_sha: str | None)
     """The stage-cache key (see the module docstring for what it covers)."""
     train_ids = ctx.patients.loc[ctx.patients["split"] == "train", "patient_id"]
     val_ids = ctx.patients.loc[ctx.patients["split"] == "val", "patient_id"]
+    built = get_architecture(ctx.settings.built_arch(arch))
     return stable_hash({
         "arch": arch, "built": ctx.settings.built_arch(arch), "pretrained": str(ctx.settings.pretrained),
+        "model": {"tag": built.timm_tag, "kwargs": dict(built.model_kwargs)},
         "weights_dir": bool(ctx.settings.weights_dir),
         "noise": [ctx.settings.drop_rate, ctx.settings.drop_path_rate] if noisy else [0.0, 0.0],
         "train": ctx.train_cfg.to_dict() if upstream_sha else
@@ -159,11 +162,9 @@ def run_stage(ctx: Context, arch: str, *, noisy: bool, teacher: StageResult | No
     folder = ctx.stage_root / key
     final = folder / "final.pt"
     meta_path = folder / "meta.json"
-    if meta_path.exists() and load_checkpoint(final) is not None:
-        meta = json.loads(meta_path.read_text())
-        probs = pd.read_csv(folder / "slice_probs.csv")
-        return StageResult(key, folder, final, sha256_file(final), dict(zip(probs["row"], probs["prob"])),
-                           meta["wall_seconds"], True, meta)
+    # torchrun: rank 0's view of the cache decides for every rank (identity in one process).
+    if distributed.broadcast_object(meta_path.exists() and load_checkpoint(final) is not None):
+        return _cached_stage(key, folder)
     with torch.random.fork_rng(devices=[]):
         # Random initialisation (and any randomly initialised head) is part of the stage's identity.
         torch.manual_seed(derive_seed(ctx.seed, "init", key))
@@ -174,6 +175,9 @@ def run_stage(ctx: Context, arch: str, *, noisy: bool, teacher: StageResult | No
     outcome = train_model(model, train_set, ctx.train_cfg, seed=ctx.seed, ckpt_dir=folder / "checkpoints",
                           teacher=teacher_model, val_set=val_set, top_k=ctx.top_k, progress=ctx.progress,
                           desc=desc)
+    if not distributed.world().main:  # rank 0 scores every patient once and writes the stage
+        distributed.barrier()
+        return _cached_stage(key, folder)
     everyone = ctx.subset("train", "val", "test")
     probs = predict_slices(outcome.model, everyone, ctx.train_cfg)
     write_csv(folder / "slice_probs.csv", pd.DataFrame({
@@ -184,9 +188,20 @@ def run_stage(ctx: Context, arch: str, *, noisy: bool, teacher: StageResult | No
             "teacher_key": teacher.key if teacher else None, "wall_seconds": round(outcome.wall_seconds, 2),
             "resumed_from_epoch": outcome.resumed_from_epoch, "selected_epoch": outcome.selected_epoch,
             "history": outcome.history, "seed": ctx.seed, "fold": ctx.fold, "repeat": ctx.repeat,
-            "train_config": ctx.train_cfg.to_dict(), "settings": asdict(ctx.settings)}
+            "train_config": ctx.train_cfg.to_dict(), "settings": asdict(ctx.settings),
+            "world_size": distributed.world().size}
     write_json(meta_path, meta)
+    distributed.barrier()
     return StageResult(key, folder, final, sha, probs, outcome.wall_seconds, False, meta)
+
+
+def _cached_stage(key: str, folder: Path) -> StageResult:
+    """A finished stage read back from its folder."""
+    final = folder / "final.pt"
+    meta = json.loads((folder / "meta.json").read_text())
+    probs = pd.read_csv(folder / "slice_probs.csv")
+    return StageResult(key, folder, final, sha256_file(final), dict(zip(probs["row"], probs["prob"])),
+                       meta["wall_seconds"], True, meta)
 
 
 def _row_patient(prepared: PreparedCohort, row: int) -> str:

@@ -59,25 +59,7 @@ class Study:
         Configuration errors (unknown protocol, crop larger than the image, top-k < 1, unknown
         architecture or unsupported noise) are raised here, before any training.
         """
-        missing = [k for k in STUDY_PARAMETERS if k not in params]
-        if missing:
-            raise ValueError(f"missing study parameter(s) {missing}")
-        p = {k: params[k] for k in STUDY_PARAMETERS}
-        if p["protocol"] not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {p['protocol']!r}")
-        if int(p["top_k"]) < 1:
-            raise ValueError(f"top_k must be >= 1, got {p['top_k']}")
-        check_crop(int(p["image_size"]), int(p["crop_size"]))
-        cfg = TrainConfig(
-            epochs=int(p["epochs"]), batch_size=int(p["batch_size"]), optimizer=p["optimizer"], lr=float(p["lr"]),
-            weight_decay=float(p["weight_decay"]), warmup_epochs=float(p["warmup_epochs"]), schedule=p["schedule"],
-            beta=float(p["beta"]), alpha=float(p["alpha"]), temperature=float(p["temperature"]),
-            kd_convention=p["kd_convention"], slices_per_patient=p["slices_per_patient"] or None,
-            augment=AugmentConfig(crop_size=int(p["crop_size"])), select=p["select"],
-        )
-        settings = ModelSettings(pretrained=p["pretrained"], weights_dir=p["weights_dir"] or None,
-                                 stand_ins=bool(p["stand_ins"]), drop_rate=float(p["drop_rate"]),
-                                 drop_path_rate=float(p["drop_path_rate"]))
+        p, cfg, settings = study_configs(params)
         cohort = load_cohort(p["manifest"] or None, p["data_dir"], image_size=int(p["image_size"]),
                              fov_mm=float(p["fov_mm"]), synth_patients=int(p["synth_patients"]),
                              synth_seed=int(p["synth_seed"]), synth_slices=int(p["synth_slices"]),
@@ -129,6 +111,34 @@ class Study:
             "wall_seconds": round(time.perf_counter() - t0, 1), "device": str(self.train_cfg.device),
         })
         return results
+
+
+def study_configs(params: Mapping[str, Any]) -> tuple[dict[str, Any], TrainConfig, ModelSettings]:
+    """Check study parameters and build the training and model settings (no cohort, no training).
+
+    Returns the parameters (names of :data:`STUDY_PARAMETERS` only), the :class:`TrainConfig`
+    and the :class:`ModelSettings`; raises ``ValueError`` naming the offending parameter.
+    """
+    missing = [k for k in STUDY_PARAMETERS if k not in params]
+    if missing:
+        raise ValueError(f"missing study parameter(s) {missing}")
+    p = {k: params[k] for k in STUDY_PARAMETERS}
+    if p["protocol"] not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {p['protocol']!r}")
+    if int(p["top_k"]) < 1:
+        raise ValueError(f"top_k must be >= 1, got {p['top_k']}")
+    check_crop(int(p["image_size"]), int(p["crop_size"]))
+    cfg = TrainConfig(
+        epochs=int(p["epochs"]), batch_size=int(p["batch_size"]), optimizer=p["optimizer"], lr=float(p["lr"]),
+        weight_decay=float(p["weight_decay"]), warmup_epochs=float(p["warmup_epochs"]), schedule=p["schedule"],
+        beta=float(p["beta"]), alpha=float(p["alpha"]), temperature=float(p["temperature"]),
+        kd_convention=p["kd_convention"], slices_per_patient=p["slices_per_patient"] or None,
+        augment=AugmentConfig(crop_size=int(p["crop_size"])), select=p["select"],
+    )
+    settings = ModelSettings(pretrained=p["pretrained"], weights_dir=p["weights_dir"] or None,
+                             stand_ins=bool(p["stand_ins"]), drop_rate=float(p["drop_rate"]),
+                             drop_path_rate=float(p["drop_path_rate"]))
+    return p, cfg, settings
 
 
 def methods(kind: str, chains: list[str] | list[list[str]]) -> list[Method]:

@@ -26,7 +26,16 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from pdstudy.dataset import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, SliceSet, derive_seed, to_model_input
+from pdstudy import distributed
+from pdstudy.dataset import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    AugmentConfig,
+    SliceSet,
+    derive_seed,
+    loader_settings,
+    to_model_input,
+)
 from pdstudy.io import atomic_path, sha256_file, write_json
 from pdstudy.losses import distillation_loss, label_smoothing_ce
 
@@ -220,9 +229,14 @@ def train_model(
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     use_cl = cfg.channels_last and device.type == "cuda"
+    loader = loader_settings(device)  # CUDA: worker processes + pinned memory; CPU: batched in-process
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
     model = model.to(device)
     if use_cl:
         model = model.to(memory_format=torch.channels_last)
+    world = distributed.world()  # torchrun: shard each global batch, DDP, rank 0 evaluates and writes
+    model = distributed.sync_batchnorm(model, device)
     if teacher is not None:
         teacher = teacher.to(device).eval()
         for p in teacher.parameters():
@@ -236,22 +250,32 @@ def train_model(
 
     history: list[dict[str, float]] = []
     start_epoch, resumed = 0, None
+    distributed.barrier()  # every rank resumes from the checkpoints rank 0 wrote
     state = _latest_valid(ckpt_dir)
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         history = json.loads(state["history"])
         start_epoch = resumed = int(state["epoch"]) + 1
-    forward = torch.compile(model) if cfg.compile else model
+    forward = distributed.wrap_ddp(model, device)
+    forward = torch.compile(forward) if cfg.compile else forward
+    shard = (world.rank, world.size) if world.active else None
+    n_epoch = sum(min(len(r), cfg.slices_per_patient) if cfg.slices_per_patient else len(r)
+                  for r in train_set.rows.values())
 
     t0 = time.perf_counter()
     done_steps = 0
-    bar = tqdm(total=total, initial=start_epoch * steps, desc=desc, unit="step", disable=not progress, leave=False)
+    bar = tqdm(total=total, initial=start_epoch * steps, desc=desc, unit="step", leave=False,
+               disable=not progress or not world.main)
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         losses = []
         for step, x, y in train_set.train_batches(seed=seed, epoch=epoch, batch_size=cfg.batch_size,
-                                                  slices_per_patient=cfg.slices_per_patient, augment=cfg.augment):
+                                                  slices_per_patient=cfg.slices_per_patient, augment=cfg.augment,
+                                                  shard=shard, **loader):
+            n_global = min(cfg.batch_size, n_epoch - step * cfg.batch_size)
+            if world.active and n_global < 2 * world.size:
+                continue  # a last batch this small would leave a process < 2 slices (batch norm needs 2)
             g = epoch * steps + step
             lr = lr_at(g if cfg.schedule == "batch" else epoch * steps, total_steps=total, warmup_steps=warmup,
                        base_lr=cfg.lr, min_lr=cfg.min_lr)
@@ -262,7 +286,8 @@ def train_model(
             if use_cl:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                torch.manual_seed(derive_seed(seed, "noise", epoch, step))
+                torch.manual_seed(derive_seed(seed, "noise", epoch, step) if not world.active
+                                  else derive_seed(seed, "noise", epoch, step, "rank", world.rank))
                 with _autocast(device, cfg.amp):
                     logits = forward(x)
                     if teacher is None:
@@ -274,7 +299,11 @@ def train_model(
                                                  temperature=cfg.temperature, beta=cfg.beta,
                                                  convention=cfg.kd_convention)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if world.active:  # DDP averages gradients over ranks: weight each shard by its share
+                (loss * distributed.shard_loss_scale(len(y), n_global)).backward()
+                loss = distributed.global_mean(loss.detach(), len(y), n_global)
+            else:
+                loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
             bar.update()
@@ -284,28 +313,31 @@ def train_model(
                 bar.close()
                 raise KeyboardInterrupt(f"stopped after {done_steps} steps (simulated interruption)")
         record = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": lr}
-        if val_set is not None:
+        if val_set is not None and world.main:
             from pdstudy.stats import delong_auc_ci  # local: stats stays torch-free, train imports it lazily
 
             scores = patient_scores(val_set, predict_slices(model, val_set, cfg, device=device), k=top_k)
             y_val = np.array([val_set.labels[p] for p in scores.index])
             record["val_auc"] = float(delong_auc_ci(y_val, scores.to_numpy())[0]) if len(set(y_val)) == 2 else math.nan
-        history.append(record)
-        save_checkpoint(ckpt_dir / f"epoch_{epoch:03d}.pt", {
-            "model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-            "history": json.dumps(history),
-        })
-        if cfg.select == "best_val" and _is_best(history):
-            save_checkpoint(ckpt_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch})
-        _prune(ckpt_dir, cfg.keep_checkpoints)
+        history.append(distributed.broadcast_object(record))
+        if world.main:
+            save_checkpoint(ckpt_dir / f"epoch_{epoch:03d}.pt", {
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                "history": json.dumps(history),
+            })
+            if cfg.select == "best_val" and _is_best(history):
+                save_checkpoint(ckpt_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch})
+            _prune(ckpt_dir, cfg.keep_checkpoints)
     bar.close()
     selected = len(history) - 1
     if cfg.select == "best_val":
+        distributed.barrier()
         best = load_checkpoint(ckpt_dir / "best.pt")
         if best is not None:
             model.load_state_dict(best["model"])
             selected = int(best["epoch"])
-    write_json(ckpt_dir / "history.json", history)
+    if world.main:
+        write_json(ckpt_dir / "history.json", history)
     return TrainOutcome(model=model, history=history, wall_seconds=time.perf_counter() - t0,
                         resumed_from_epoch=resumed, selected_epoch=selected)
 
