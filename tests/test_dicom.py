@@ -209,3 +209,137 @@ def test_truncated_pixel_data_names_the_relative_file(tmp_path):
         read_plane(tmp_path, ref)
     msg = str(err.value)
     assert f"s/{paths[0].name}" in msg and str(tmp_path) not in msg
+
+
+# ---------------------------------------------------------------- fast paths equal the plain ones
+
+
+def _native_variant(tmp_path, name: str, bits: int, stored: int, signed: bool, syntax: str, garbage: bool):
+    """A CT file with ``bits`` allocated / ``stored`` bits stored, high bits optionally filled with garbage."""
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    rng = np.random.default_rng(bits * 100 + stored)
+    dtype = np.dtype(f"{'i' if signed else 'u'}{bits // 8}")
+    lo, hi = (-(2 ** (stored - 1)), 2 ** (stored - 1)) if signed else (0, 2**stored)
+    pixels = rng.integers(lo, hi, size=(40, 36)).astype(dtype)  # over 1 kB: deferred while scanning
+    raw = pixels.copy()
+    if garbage and stored < bits:  # values in the unused high bits, which pydicom clears / sign-extends
+        raw = (raw.view(f"u{bits // 8}") | (0b1010 << stored)).view(dtype)
+    ds = ct_dataset(np.zeros((40, 36), dtype=np.uint16), series_uid="9.9", description="PVP")
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, stored, stored - 1, int(signed)
+    ds.file_meta.TransferSyntaxUID = {"explicit": ExplicitVRLittleEndian, "implicit": ImplicitVRLittleEndian,
+                                      "big": ExplicitVRBigEndian}[syntax]
+    ds.PixelData = raw.astype(dtype.newbyteorder(">" if syntax == "big" else "<")).tobytes()
+    folder = tmp_path / name
+    folder.mkdir()
+    ds.save_as(folder / "x.dcm", enforce_file_format=True)
+    return folder
+
+
+@pytest.mark.parametrize(("bits", "stored", "signed", "syntax", "garbage"), [
+    (16, 16, False, "explicit", False), (16, 16, True, "explicit", False), (16, 12, False, "explicit", True),
+    (16, 12, True, "explicit", True), (8, 8, False, "explicit", False), (32, 32, True, "explicit", False),
+    (16, 12, True, "implicit", True), (16, 16, True, "big", False),
+])
+def test_planes_read_from_the_scan_equal_pydicom(tmp_path, bits, stored, signed, syntax, garbage):
+    from pydicom.pixels import pixel_array
+
+    from pdstudy.dicom import _native_plane, quiet_pydicom
+
+    folder = _native_variant(tmp_path, "v", bits, stored, signed, syntax, garbage)
+    scan = scan_folder(folder)
+    (ref,) = scan.series[0].slices
+    expected = pixel_array(folder / ref.path)
+    with quiet_pydicom():  # the fast path is taken for little endian, pydicom decodes big endian
+        fast = _native_plane(folder / ref.path, scan.headers[ref.path], ref.frame)
+    assert (fast is None) == (syntax == "big")
+    for content in (None, scan.contents.get(ref.path)):
+        got = read_plane(folder, ref, scan.headers[ref.path], content)
+        assert got.dtype == expected.dtype.newbyteorder("=") and got.flags.writeable
+        np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(read_plane(folder, ref), expected)
+
+
+def test_truncated_pixel_data_read_from_the_scan_fails_like_pydicom(tmp_path):
+    paths = write_series(tmp_path, _volume(2), subdir="s", series_uid="3.2", description="PVP")
+    paths[0].write_bytes(paths[0].read_bytes()[:-300])
+    scan = scan_folder(tmp_path)
+    ref = next(r for r in scan.series[0].slices if r.path.endswith(paths[0].name))
+    messages = []
+    scanned, whole = scan.headers[ref.path], scan.contents[ref.path]
+    for header, content in ((None, None), (scanned, None), (scanned, whole)):
+        with pytest.raises(PatientDataError) as err:
+            read_plane(tmp_path, ref, header, content)
+        messages.append(str(err.value))
+    assert len(set(messages)) == 1 and f"s/{paths[0].name}" in messages[0]
+
+
+def test_file_listing_matches_sorted_rglob(tmp_path):
+    import os
+
+    from pdstudy.dicom import _list_files
+
+    for rel in ("a/b/c.dcm", "a-b/x", "a/b.dcm", "A/z", ".hid/y.dcm", "a/.h", "z", "a b/q", "a.b/c", "a0/x", "a/0"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    os.symlink(tmp_path / "a", tmp_path / "linkdir")
+    os.symlink(tmp_path / "z", tmp_path / "linkfile")
+    os.symlink(tmp_path / "nowhere", tmp_path / "broken")
+    expected = [p.relative_to(tmp_path).as_posix()
+                for p in sorted(p for p in tmp_path.rglob("*") if p.is_file() and not p.name.startswith("."))]
+    assert _list_files(tmp_path) == expected
+
+
+def test_fused_window_and_resampling_are_bitwise_the_plain_steps():
+    from pdstudy.dicom import resample_mask_to_grid, resample_to_uint8, windowed_hu
+
+    rng = np.random.default_rng(5)
+    for trial in range(60):
+        h, w = (int(v) for v in rng.integers(3, 90, 2))
+        spacing = tuple(float(v) for v in rng.uniform(0.3, 4.0, 2))
+        target, size = float(rng.uniform(0.5, 5.0)), int(rng.integers(8, 120))
+        stored = rng.integers(0, 4096, (h, w)).astype(np.uint16 if trial % 2 else np.int16)
+        slope, intercept = [(1.0, -1024.0), (None, None), (0.7, -1000.5)][trial % 3]
+        lo, hi = [(-215.0, 285.0), (-1000, 400), (np.float64(-215.3), 285.0)][trial % 3]
+        plain = window(to_hu(stored, slope, intercept), lo, hi)
+        fused = windowed_hu(stored, slope, intercept, lo, hi)
+        assert fused.dtype == plain.dtype and np.array_equal(fused, plain)
+        out = np.full((size, size), 7, dtype=np.uint8)
+        expected = np.rint(resample_to_grid(plain, spacing, target, size) * 255.0).astype(np.uint8)
+        assert resample_to_uint8(plain, spacing, target, size, out) is out and np.array_equal(out, expected)
+        mask = (rng.random((h, w)) < 0.3).astype(np.float32) * [1.0, 0.5, 0.7][trial % 3]
+        expected_mask = resample_to_grid(mask, spacing, target, size, nearest=True) > 0.5
+        assert np.array_equal(resample_mask_to_grid(mask, spacing, target, size), expected_mask)
+
+
+@pytest.mark.parametrize("value", [
+    b"-171.03725\\-171.03725\\-49 ", b"1\\2\\3", b"1\\2", b"1", b" ", b"1\\\\3", b"1.2.3\\4\\5", b"1e400\\1\\2",
+    b"+1.5E-3\\-.5\\5.", b" 1 \\ 2 \\ 3 ", b"1 2\\3\\4", b"1\\2\\3\\4", b"1e\\2\\3", b"1\\2\\3\x00", b"1\\2\\nan",
+])
+def test_position_and_instance_number_parse_as_pydicom_converts(value):
+    from pydicom.dataelem import RawDataElement
+    from pydicom.dataset import Dataset
+    from pydicom.tag import BaseTag
+
+    from pdstudy.dicom import _floats, _instance_number, _int_or_none, _position, _value, quiet_pydicom
+
+    def outcome(fn, ds):
+        try:
+            return "ok", fn(ds)
+        except Exception as exc:  # pydicom raises on some malformed values: the fast path must too
+            return "error", type(exc).__name__
+
+    def dataset(tag: int, vr: str, raw: bytes, implicit: bool) -> Dataset:
+        ds = Dataset()
+        ds._dict[BaseTag(tag)] = RawDataElement(BaseTag(tag), None if implicit else vr, len(raw), raw, 0, implicit,
+                                                True)
+        return ds
+
+    int_value = value.split(b"\\")[0].replace(b".", b"")  # integer-like strings for InstanceNumber too
+    with quiet_pydicom():
+        for implicit in (False, True):
+            assert (outcome(_position, dataset(0x00200032, "DS", value, implicit))
+                    == outcome(lambda d: _floats(_value(d, 0x00200032), 3), dataset(0x00200032, "DS", value, implicit)))
+            for raw in (value, int_value or b"0"):
+                plain = outcome(lambda d: _int_or_none(_value(d, 0x00200013)), dataset(0x00200013, "IS", raw, implicit))
+                assert outcome(_instance_number, dataset(0x00200013, "IS", raw, implicit)) == plain

@@ -177,3 +177,30 @@ def test_cli_prepare_writes_qc_and_summary(cohort, tmp_path, capsys):
     assert rc == 0
     assert (tmp_path / "qc.csv").exists()
     assert "4 included of 8 patients" in out and "metastasis_outside_abdominal_cavity" in out
+
+
+def test_one_or_two_worker_processes_write_byte_identical_caches(cohort, tmp_path):
+    # Masks for some included patients only (A has none: zeros for it, written before the first mask).
+    rows = pd.read_csv(cohort / "manifest.csv", dtype=str, keep_default_na=False)
+    (cohort / "masks").mkdir(exist_ok=True)
+    z = np.array([0.0, -5.0, -10.0, -15.0, -20.0, -25.0])
+    for pid, side in (("B", 40), ("G", 40)):
+        mask = np.zeros((6, side, side), dtype=np.uint8)
+        mask[:, 5:15, 8:30] = 1
+        np.savez_compressed(cohort / "masks" / f"{pid}.npz", mask=mask, z_mm=z)
+    rows["mask_path"] = [f"masks/{p}.npz" if p in ("B", "G") else "" for p in rows["patient_id"]]
+    rows.to_csv(tmp_path / "masked.csv", index=False)
+    (cohort / "masked.csv").write_bytes((tmp_path / "masked.csv").read_bytes())
+    config = PrepareConfig(image_size=32, fov_mm=64.0)
+    one, two = (prepare(cohort / "masked.csv", tmp_path / f"w{w}", config=config, workers=w, show_progress=False)
+                for w in (1, 2))
+    for name in ("images.npy", "masks.npy", "index.csv", "qc.csv", "meta.json"):
+        assert (one.root / name).read_bytes() == (two.root / name).read_bytes(), name
+    assert not (two.root / ".planes").exists() and sorted(p.name for p in two.root.iterdir()) == sorted(
+        p.name for p in one.root.iterdir())
+    # The planes are written block by block; the file is the one np.save writes for the stacked array.
+    for name in ("images.npy", "masks.npy"):
+        np.save(tmp_path / name, np.load(one.root / name))
+        assert (tmp_path / name).read_bytes() == (one.root / name).read_bytes(), name
+    masks = np.asarray(one.masks)
+    assert masks[one.patient_slices("A")].max() == 0 and masks[one.patient_slices("B")].max() == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -75,6 +76,44 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from pdstudy.bench import format_table, run_bench
+    from pdstudy.io import write_json
+
+    results = run_bench(smoke=args.smoke, skip_run=args.skip_run, workdir=args.workdir)
+    path = write_json(args.json, results)
+    print(format_table(results))
+    print(f"results written: {path}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from pdstudy.jobs import load_train_config, run_job
+
+    spec = load_train_config(args.config)
+    summary = run_job(spec, progress=not args.quiet)
+    if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 reports
+        print(f"trained {summary['method']} seed {summary['seed']} fold {summary['fold']} on "
+              f"{summary['world_size']} process(es), global batch {summary['global_batch_size']} "
+              f"(per process {summary['per_process_batch_size']}); stages reused: {summary['stages_reused']}")
+        print(f"predictions: {Path(spec.parameters['run_dir']) / 'predictions' / summary['prediction_file']}")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from pdstudy.sweep import sweep
+
+    report = sweep(args.grid, args.executor, args.out, collect_only=args.collect, dry_run=args.dry_run,
+                   progress=not args.quiet)
+    if not args.dry_run:
+        print(f"{len(report.jobs) - len(report.failed)} of {len(report.jobs)} job(s) finished; "
+              f"submitted {report.submitted}, skipped {report.skipped} already finished")
+        print(f"predictions collected in {len(report.run_dirs)} run director"
+              f"{'y' if len(report.run_dirs) == 1 else 'ies'} under {report.out}")
+        print(f"status of every job: {report.out / 'sweep' / 'status.csv'}")
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``pdstudy`` argument parser with one sub-parser per verb."""
     p = argparse.ArgumentParser(prog="pdstudy", description="Re-run the Progressive Distill study on a DICOM cohort.")
@@ -125,6 +164,37 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write paper_audit.csv and paper_audit.md (no data or torch needed).")
     s.add_argument("--out", type=Path, default=Path("."), help="output folder (default: current)")
     s.set_defaults(func=_cmd_audit)
+
+    s = sub.add_parser("train", help="train one stage or chain from a config file (runs under torchrun)",
+                       description="Train one method (a stage such as baseline:efficientnet_b7, or a chain) for one "
+                                   "seed/fold from a YAML config (pdstudy.jobs). Multi-GPU: torchrun --nproc_per_node "
+                                   "N -m pdstudy train --config FILE.")
+    s.add_argument("--config", required=True, type=Path, help="train config YAML")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("sweep", help="run an experiment grid through submitit (local or SLURM)",
+                       description="Expand a grid (methods x seeds x folds x parameters, pdstudy.sweep) into jobs, "
+                                   "submit the unfinished ones, retry failures once and collect the predictions.")
+    s.add_argument("--grid", required=True, type=Path, help="grid YAML")
+    s.add_argument("--executor", choices=["local", "slurm"], default="local", help="submitit executor (default local)")
+    s.add_argument("--out", type=Path, help="run directory of the grid (default reports/<grid name>)")
+    s.add_argument("--collect", action="store_true", help="submit nothing: merge the finished jobs' predictions")
+    s.add_argument("--dry-run", action="store_true", help="list the jobs that would run, submit nothing")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_sweep)
+
+    s = sub.add_parser("bench", help="measure preprocessing, cache, training-pipeline and quick-run speed",
+                       description="Benchmark on a temporary synthetic cohort: prints a table and writes JSON "
+                                   "(keys and goals: README, section Benchmark).")
+    s.add_argument("--smoke", action="store_true",
+                   help="tiny sizes (well under a minute): checks the benchmark runs; the figures are not measurements")
+    s.add_argument("--json", type=Path, default=Path("reports/bench.json"),
+                   help="results file (default reports/bench.json)")
+    s.add_argument("--skip-run", action="store_true",
+                   help="leave out quick_run_seconds (the full quick run takes several minutes)")
+    s.add_argument("--workdir", type=Path, help="parent of the temporary cohort, caches and run (default: system temp)")
+    s.set_defaults(func=_cmd_bench)
     return p
 
 

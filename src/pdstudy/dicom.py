@@ -6,19 +6,25 @@ that folder, never by absolute path or header identity.
 
 from __future__ import annotations
 
+import io
+import math
+import os
 import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pydicom.config
 from PIL import Image
+from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import pixel_array
+from pydicom.tag import BaseTag
 
 #: Windowing of the paper (HU), applied before scaling to [0, 1].
 HU_WINDOW = (-215.0, 285.0)
@@ -85,6 +91,11 @@ class ScanResult:
     n_files: int
     notes: list[str]  # non-fatal observations (skipped files, other modalities)
     modalities: set[str]
+    #: Header of every CT image file by relative path (pixel data not read), so that the planes
+    #: kept are decoded without parsing their file a second time (see :func:`read_plane`).
+    headers: dict[str, pydicom.Dataset] = field(default_factory=dict, repr=False, compare=False)
+    #: Bytes of CT image files already read whole while scanning (up to a memory budget), by relative path.
+    contents: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
 
 def dicom_time_seconds(value: object) -> float | None:
@@ -106,19 +117,32 @@ def _normal(orientation: object) -> np.ndarray:
 
     The sign is canonical so that projecting ImagePositionPatient on it gives the patient z
     whatever the row/column directions (e.g. ``[-1, 0, 0, 0, 1, 0]`` in some Enhanced CT);
-    a missing or degenerate orientation counts as axial.
+    a missing or degenerate orientation counts as axial. The result is read-only (cached: a
+    series repeats one orientation in every file).
     """
     try:
-        o = np.asarray([float(v) for v in orientation], dtype=float)  # type: ignore[union-attr]
-        if o.shape != (6,):
-            raise ValueError
-        n = np.cross(o[:3], o[3:])
-        if np.linalg.norm(n) < 1e-6:
-            raise ValueError
-        n = n / np.linalg.norm(n)
-        return -n if n[2] < 0 else n
+        key: tuple[float, ...] | None = tuple(float(v) for v in orientation)  # type: ignore[union-attr]
     except (TypeError, ValueError):
-        return np.array([0.0, 0.0, 1.0])
+        key = None
+    return _normal_of(key)
+
+
+@lru_cache(maxsize=256)
+def _normal_of(o: tuple[float, ...] | None) -> np.ndarray:
+    """:func:`_normal` of an orientation already converted to floats (None: not convertible)."""
+    axial = np.array([0.0, 0.0, 1.0])
+    if o is None or len(o) != 6:
+        axial.flags.writeable = False
+        return axial
+    v = np.asarray(o, dtype=float)
+    n = np.cross(v[:3], v[3:])
+    if np.linalg.norm(n) < 1e-6:
+        axial.flags.writeable = False
+        return axial
+    n = n / np.linalg.norm(n)
+    out = -n if n[2] < 0 else n
+    out.flags.writeable = False
+    return out
 
 
 def _float_or_none(value: object) -> float | None:
@@ -150,27 +174,120 @@ def quiet_pydicom() -> Iterator[None]:
         pydicom.config.settings.reading_validation_mode = mode
 
 
+#: Elements whose value :func:`_value` converts once per distinct encoding: a series repeats them byte for
+#: byte in every file, and their value depends on nothing but their bytes (no character set, no other element).
+_MEMO_TAGS = frozenset({
+    0x00080060,  # Modality (CS)
+    0x0020000E,  # SeriesInstanceUID (UI)
+    0x00200037,  # ImageOrientationPatient (DS)
+    0x00280002, 0x00280004, 0x00280008,  # SamplesPerPixel (US), PhotometricInterpretation (CS), NumberOfFrames (IS)
+    0x00280010, 0x00280011, 0x00280030,  # Rows, Columns (US), PixelSpacing (DS)
+    0x00280100, 0x00280101, 0x00280103,  # BitsAllocated, BitsStored, PixelRepresentation (US)
+    0x00281052, 0x00281053,  # RescaleIntercept, RescaleSlope (DS)
+})
+_MEMO_VRS = frozenset({None, "CS", "UI", "US", "IS", "DS"})  # None: implicit VR (the dictionary's VR above)
+_MEMO_LIMIT = 4096
+_value_memo: dict[tuple, object] = {}
+_MISSING = object()
+
+
+#: pydicom keeps a dataset's elements in ``Dataset._dict`` (tag -> raw or converted element); reading it
+#: directly is what ``Dataset.get_item(tag, keep_deferred=True)`` does, without its tag conversion.
+_ELEMENTS_DICT = isinstance(getattr(pydicom.Dataset(), "_dict", None), dict)
+
+
+def _value(ds: object, tag: int, default: object = None) -> object:
+    """``getattr(ds, keyword, default)`` by tag, converting each distinct encoding of :data:`_MEMO_TAGS` once.
+
+    pydicom converts an element's bytes on first access (tens of microseconds); scanning reads
+    about ten elements of every file, most of them identical across a series.
+    """
+    if not isinstance(ds, pydicom.Dataset):
+        return default
+    elem = ds._dict.get(tag) if _ELEMENTS_DICT else ds.get_item(tag, keep_deferred=True)
+    if elem is None:
+        return default
+    if tag in _MEMO_TAGS and type(elem) is RawDataElement and elem.value is not None and elem.VR in _MEMO_VRS:
+        key = (tag, elem.VR, elem.is_implicit_VR, elem.is_little_endian, elem.value,
+               pydicom.config.settings.reading_validation_mode)
+        value = _value_memo.get(key, _MISSING)
+        if value is _MISSING:
+            if len(_value_memo) >= _MEMO_LIMIT:
+                _value_memo.clear()
+            value = _value_memo[key] = ds[tag].value
+        return value
+    return ds[tag].value
+
+
 def _floats(value: object, n: int) -> tuple[float, ...] | None:
     """``n`` numbers from a multi-valued header element, or None when absent or malformed."""
     try:
         out = tuple(float(v) for v in value)  # type: ignore[union-attr]
     except (TypeError, ValueError):
         return None
-    return out if len(out) == n and all(np.isfinite(out)) else None
+    return out if len(out) == n and all(math.isfinite(v) for v in out) else None
 
 
-def _plane_ref(rel: str, frame: int | None, position: object, orientation: object, spacing: object,
+_DS_BYTES = re.compile(rb"[0-9+\-.eE \\]+")  # what a plain decimal string (list) is made of
+_IS_TEXT = re.compile(r" *[+-]?[0-9]+")
+
+
+def _plain_raw(ds: pydicom.Dataset, tag: int, vr: str) -> bytes | None:
+    """The undecoded bytes of element ``tag`` while still raw and of VR ``vr`` (or implicit), else None."""
+    elem = ds._dict.get(tag) if _ELEMENTS_DICT else ds.get_item(tag, keep_deferred=True)
+    if type(elem) is RawDataElement and elem.VR in (vr, None) and isinstance(elem.value, bytes) and elem.value:
+        return elem.value
+    return None
+
+
+def _position(ds: pydicom.Dataset) -> tuple[float, ...] | None:
+    """``_floats(ds.ImagePositionPatient, 3)``, parsing plain decimal strings without pydicom's conversion.
+
+    Every file has its own position, so the value memo cannot help; pydicom converts it (and the
+    character set) in tens of microseconds. A value of digits, signs, points, exponents, spaces
+    and backslashes is split and parsed as pydicom does (``DSfloat`` is ``float`` of each item);
+    anything a ``float`` rejects goes to pydicom, which raises as before.
+    """
+    raw = _plain_raw(ds, 0x00200032, "DS")
+    if raw is None or not _DS_BYTES.fullmatch(raw):
+        return _floats(_value(ds, 0x00200032), 3)
+    items = raw.decode("ascii").strip().split("\\")
+    numbers = []
+    for item in items:
+        if item.strip() == "":
+            numbers.append(None)  # pydicom keeps a blank item as a string: no number
+            continue
+        try:
+            numbers.append(float(item))
+        except ValueError:
+            return _floats(_value(ds, 0x00200032), 3)
+    if len(items) != 3 or None in numbers:
+        return None  # one value (not a list) or a blank item: _floats gives None
+    out = tuple(numbers)
+    return out if all(math.isfinite(v) for v in out) else None  # type: ignore[arg-type]
+
+
+def _instance_number(ds: pydicom.Dataset) -> int | None:
+    """``_int_or_none(ds.InstanceNumber)``, parsing a plain integer string without pydicom's conversion."""
+    raw = _plain_raw(ds, 0x00200013, "IS")
+    if raw is not None:
+        text = raw.decode("latin-1").rstrip(" \x00")
+        if _IS_TEXT.fullmatch(text):
+            return _int_or_none(int(text))
+    return _int_or_none(_value(ds, 0x00200013))
+
+
+def _plane_ref(rel: str, frame: int | None, pos: tuple[float, ...] | None, orientation: object, spacing: object,
                transform: object, instance: int | None) -> SliceRef:
-    """A :class:`SliceRef` from raw header values (``transform`` holds RescaleSlope/Intercept)."""
-    pos = _floats(position, 3)
+    """A :class:`SliceRef` from header values (``pos`` parsed by :func:`_floats`; ``transform`` holds rescale)."""
     spacing_mm = _floats(spacing, 2)
     return SliceRef(
         path=rel, frame=frame,
         z=float(np.dot(pos, _normal(orientation))) if pos is not None else float("nan"),
         position=pos,  # type: ignore[arg-type]
         pixel_spacing=spacing_mm if spacing_mm is not None and min(spacing_mm) > 0 else None,  # type: ignore[arg-type]
-        slope=_float_or_none(getattr(transform, "RescaleSlope", None)),
-        intercept=_float_or_none(getattr(transform, "RescaleIntercept", None)),
+        slope=_float_or_none(_value(transform, 0x00281053)),  # RescaleSlope
+        intercept=_float_or_none(_value(transform, 0x00281052)),  # RescaleIntercept
         instance=instance,
     )
 
@@ -196,54 +313,102 @@ def _frame_refs(ds: pydicom.Dataset, rel: str) -> list[SliceRef]:
     except the position (one position for several frames would make them duplicates): frames
     without one are ordered by frame number.
     """
-    n_frames = max(1, _int_or_none(getattr(ds, "NumberOfFrames", 1)) or 1)
-    if n_frames == 1 and "PerFrameFunctionalGroupsSequence" not in ds:
-        return [_plane_ref(rel, None, getattr(ds, "ImagePositionPatient", None),
-                           getattr(ds, "ImageOrientationPatient", None), getattr(ds, "PixelSpacing", None), ds,
-                           _int_or_none(getattr(ds, "InstanceNumber", None)))]
+    n_frames = max(1, _int_or_none(_value(ds, _NUMBER_OF_FRAMES, 1)) or 1)
+    if n_frames == 1 and _PER_FRAME_TAG not in ds:
+        # ImagePositionPatient, ImageOrientationPatient, PixelSpacing, InstanceNumber
+        return [_plane_ref(rel, None, _position(ds), _value(ds, 0x00200037), _value(ds, 0x00280030), ds,
+                           _instance_number(ds))]
     refs = []
     for i in range(n_frames):
         plane = _functional_group(ds, i, "PlanePositionSequence")
         orient = _functional_group(ds, i, "PlaneOrientationSequence", ds)
         measures = _functional_group(ds, i, "PixelMeasuresSequence", ds)
         transform = _functional_group(ds, i, "PixelValueTransformationSequence", ds)
-        refs.append(_plane_ref(rel, i, getattr(plane, "ImagePositionPatient", None),
-                               getattr(orient, "ImageOrientationPatient", None),
-                               getattr(measures, "PixelSpacing", None), transform, i + 1))
+        refs.append(_plane_ref(rel, i, _floats(_value(plane, 0x00200032), 3), _value(orient, 0x00200037),
+                               _value(measures, 0x00280030), transform, i + 1))
     return refs
 
 
 #: File names a DICOM export uses; such a file that does not parse is reported as unreadable by name.
 _DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima", ""})
-_PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+# Tags as integers: a membership test by keyword costs a keyword lookup, and scanning tests every file.
+_PIXEL_DATA, _FLOAT_PIXEL_DATA, _DOUBLE_PIXEL_DATA = 0x7FE00010, 0x7FE00008, 0x7FE00009
+_PIXEL_TAGS = (_PIXEL_DATA, _FLOAT_PIXEL_DATA, _DOUBLE_PIXEL_DATA)
+_SOP_CLASS_UID, _MODALITY, _NUMBER_OF_FRAMES, _PER_FRAME_TAG = 0x00080016, 0x00080060, 0x00280008, 0x52009230
 
 
-def _read_header(path: Path, rel: str) -> tuple[pydicom.Dataset | None, str | None]:
-    """Read one file's header (pixel data deferred): ``(dataset, None)`` or ``(None, why it was skipped)``.
+#: The only elements scanning and decoding read (pydicom adds SpecificCharacterSet): the others are
+#: skipped, not stored. Every attribute read from a :func:`scan_folder` dataset must be listed here.
+_HEADER_TAGS = (
+    0x00080016, _MODALITY,  # SOPClassUID, Modality
+    0x00080031, 0x00080032, 0x00080033, 0x0008103E,  # SeriesTime, AcquisitionTime, ContentTime, SeriesDescription
+    0x00180010, 0x00181030, 0x00181042,  # ContrastBolusAgent, ProtocolName, ContrastBolusStartTime
+    0x0020000D, 0x0020000E, 0x00200013,  # StudyInstanceUID, SeriesInstanceUID, InstanceNumber
+    0x00200032, 0x00200037,  # ImagePositionPatient, ImageOrientationPatient
+    0x00280002, 0x00280004, _NUMBER_OF_FRAMES,  # SamplesPerPixel, PhotometricInterpretation, NumberOfFrames
+    0x00280010, 0x00280011, 0x00280030,  # Rows, Columns, PixelSpacing
+    0x00280100, 0x00280101, 0x00280103,  # BitsAllocated, BitsStored, PixelRepresentation
+    0x00281052, 0x00281053,  # RescaleIntercept, RescaleSlope
+    0x52009229, _PER_FRAME_TAG,  # Shared / PerFrame FunctionalGroupsSequence (read whole)
+    *_PIXEL_TAGS,
+)
+_HEADER_TAG_LIST = [BaseTag(t) for t in _HEADER_TAGS]  # as dcmread converts them (once, not per file)
 
-    ``why`` is ``""`` for a file that is not DICOM and does not look like one (reported in bulk).
+
+#: Files up to this size are read in one piece and parsed from memory (pydicom parses a bytes buffer
+#: about a fifth faster than a file); larger ones (multi-frame objects) are parsed from the file.
+_WHOLE_FILE_BYTES = 1 << 20
+#: Bytes of such files one scan keeps (:attr:`ScanResult.contents`), so that the planes kept are
+#: decoded without reading their file again; files beyond the budget are read again when decoded.
+_CONTENTS_BYTES = 64 << 20
+
+
+def _dcmread_header(path: Path) -> tuple[pydicom.Dataset, bytes | None]:
+    """``pydicom.dcmread(path, defer_size=1024, specific_tags=_HEADER_TAGS)``, the same dataset, parsed faster.
+
+    Returns the dataset and, for a file read in one piece, its bytes. A file parsed from memory is
+    tied back to its path (as if parsed from the file), so that deferred values (pixel data,
+    large sequences) are read from the file when needed.
+    """
+    with open(path, "rb") as fh:
+        stat = os.fstat(fh.fileno())
+        data = fh.read() if stat.st_size <= _WHOLE_FILE_BYTES else None
+    if data is None:
+        return pydicom.dcmread(path, defer_size=1024, specific_tags=_HEADER_TAG_LIST), None
+    ds = pydicom.dcmread(io.BytesIO(data), defer_size=1024, specific_tags=_HEADER_TAG_LIST)
+    ds.buffer, ds.filename, ds.fileobj_type, ds.timestamp = None, str(path), open, stat.st_mtime
+    return ds, data
+
+
+def _read_header(path: Path, rel: str) -> tuple[pydicom.Dataset | None, str | None, bytes | None]:
+    """Read one file's header (pixel data deferred): ``(dataset, None, bytes)`` or ``(None, why skipped, None)``.
+
+    Only :data:`_HEADER_TAGS` are kept; ``bytes`` is the whole file when it was read in one piece
+    (else None). ``why`` is ``""`` for a file that is not DICOM and does not look like one (reported
+    in bulk).
     """
     try:
-        # Large values (pixel data) are deferred, not read: headers only, one pass.
-        ds = pydicom.dcmread(path, defer_size=1024)
+        # Large values (pixel data) are deferred, not parsed: headers only, one pass.
+        ds, data = _dcmread_header(path)
     except InvalidDicomError:
-        return None, f"unreadable file {rel} (not a DICOM file)" if path.suffix.lower() in _DICOM_SUFFIXES else ""
+        why = f"unreadable file {rel} (not a DICOM file)" if path.suffix.lower() in _DICOM_SUFFIXES else ""
+        return None, why, None
     except Exception as exc:  # corrupt header
-        return None, f"unreadable file {rel} ({type(exc).__name__}: {_short(exc, 80)})"
-    if "SOPClassUID" not in ds and "Modality" not in ds:
+        return None, f"unreadable file {rel} ({type(exc).__name__}: {_short(exc, 80)})", None
+    if _SOP_CLASS_UID not in ds and _MODALITY not in ds:
         # pydicom stops quietly at the end of a file cut short: what is left has no identity at all.
-        return None, f"unreadable file {rel} (incomplete DICOM header: truncated file?)"
-    return ds, None
+        return None, f"unreadable file {rel} (incomplete DICOM header: truncated file?)", None
+    return ds, None, data
 
 
 def _skip_reason(ds: pydicom.Dataset, rel: str) -> str | None:
     """Why a readable DICOM object is not a usable CT image plane, or None when it is one."""
-    modality = str(getattr(ds, "Modality", "") or "")
+    modality = str(_value(ds, _MODALITY, "") or "")
     if modality != "CT":
         return f"skipped {rel}: modality {modality or 'missing'}, not CT"
     if not any(t in ds for t in _PIXEL_TAGS):
         return f"skipped {rel}: no pixel data"
-    if int(getattr(ds, "SamplesPerPixel", 1) or 1) != 1:
+    if int(_value(ds, 0x00280002, 1) or 1) != 1:  # SamplesPerPixel
         return f"skipped {rel}: colour image ({ds.SamplesPerPixel} samples per pixel), not a CT slice"
     return None
 
@@ -262,6 +427,31 @@ def _new_series(ds: pydicom.Dataset, uid: str) -> Series:
     )
 
 
+def _list_files(folder: Path) -> list[str]:
+    """Relative POSIX paths of the files below ``folder``, hidden ones (``.*``) left out.
+
+    The files and the order of ``sorted(p for p in folder.rglob("*") if p.is_file() and not
+    p.name.startswith("."))``, from ``os.scandir`` entries (no ``stat`` call or ``Path`` object per
+    file): symbolic links to files count, links to folders are not followed, unreadable
+    folders are passed over.
+    """
+    found: list[str] = []
+    pending = [("", str(folder))]
+    while pending:
+        prefix, path = pending.pop()
+        try:
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    if entry.is_dir():
+                        if not entry.is_symlink():
+                            pending.append((f"{prefix}{entry.name}/", entry.path))
+                    elif entry.is_file() and not entry.name.startswith("."):
+                        found.append(prefix + entry.name)
+        except PermissionError:  # as rglob: an unreadable folder has nothing to list
+            continue
+    return sorted(found, key=lambda rel: rel.split("/"))
+
+
 def scan_folder(folder: str | Path) -> ScanResult:
     """Read the headers of every file below ``folder`` and group CT images into series.
 
@@ -278,33 +468,44 @@ def scan_folder(folder: str | Path) -> ScanResult:
     folder = Path(folder)
     if not folder.is_dir():
         raise PatientDataError("DICOM folder not found (dicom_dir in the manifest)")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = _list_files(folder)
     if not files:
         raise PatientDataError("DICOM folder is empty")
     series: dict[str, Series] = {}
     notes: list[str] = []
     modalities: set[str] = set()
     skipped_non_dicom: list[str] = []
-    for f in files:
-        rel = f.relative_to(folder).as_posix()
-        with quiet_pydicom():  # header values are parsed lazily: keep every access inside
-            ds, why = _read_header(f, rel)
+    headers: dict[str, pydicom.Dataset] = {}
+    contents: dict[str, bytes] = {}
+    budget = _CONTENTS_BYTES
+    with quiet_pydicom():  # header values are parsed lazily: keep every access inside
+        for rel in files:
+            f = folder / rel
+            ds, why, data = _read_header(f, rel)
             if ds is None:
                 if why:
                     notes.append(why)
                 else:
                     skipped_non_dicom.append(rel)
                 continue
-            modalities.add(str(getattr(ds, "Modality", "") or "?"))
+            modalities.add(str(_value(ds, _MODALITY, "") or "?"))
             why = _skip_reason(ds, rel)
             if why:
                 notes.append(why)
                 continue
-            uid = str(getattr(ds, "SeriesInstanceUID", "") or f"missing-series-uid:{Path(rel).parent}")
-            series.setdefault(uid, _new_series(ds, uid)).slices.extend(_frame_refs(ds, rel))
+            uid = str(_value(ds, 0x0020000E, "") or f"missing-series-uid:{Path(rel).parent}")  # SeriesInstanceUID
+            found = series.get(uid)
+            if found is None:  # series-level fields are read from the first file of each series
+                found = series[uid] = _new_series(ds, uid)
+            found.slices.extend(_frame_refs(ds, rel))
+            headers[rel] = ds
+            if data is not None and len(data) <= budget:
+                contents[rel] = data
+                budget -= len(data)
     if skipped_non_dicom:
         notes.append(f"skipped {len(skipped_non_dicom)} non-DICOM file(s), e.g. {skipped_non_dicom[0]}")
-    return ScanResult(series=list(series.values()), n_files=len(files), notes=notes, modalities=modalities)
+    return ScanResult(series=list(series.values()), n_files=len(files), notes=notes, modalities=modalities,
+                      headers=headers, contents=contents)
 
 
 def classify_phase(series: Series) -> tuple[str, str]:
@@ -426,6 +627,143 @@ def window(hu: np.ndarray, lo: float = HU_WINDOW[0], hi: float = HU_WINDOW[1]) -
     return ((np.clip(hu, lo, hi) - lo) / (hi - lo)).astype(np.float32)
 
 
+def windowed_hu(pixels: np.ndarray, slope: float | None, intercept: float | None, lo: float = HU_WINDOW[0],
+                hi: float = HU_WINDOW[1]) -> np.ndarray:
+    """``window(to_hu(pixels, slope, intercept), lo, hi)`` in one float32 buffer: the same values, bit for bit.
+
+    The same float32 operations in the same order, done in place instead of through four temporaries.
+    Bounds that are not plain Python numbers (e.g. NumPy float64, which NumPy does not treat as
+    weakly typed) take the two-step route, whose precision then differs.
+    """
+    if not hi > lo:
+        raise ValueError(f"window upper bound must exceed lower bound, got [{lo}, {hi}]")
+    if type(lo) not in (int, float) or type(hi) not in (int, float):
+        return window(to_hu(pixels, slope, intercept), lo, hi)
+    s = 1.0 if slope is None else float(slope)
+    b = 0.0 if intercept is None else float(intercept)
+    out = pixels.astype(np.float32)
+    np.multiply(out, np.float32(s), out=out)
+    np.add(out, np.float32(b), out=out)
+    np.clip(out, lo, hi, out=out)
+    np.subtract(out, lo, out=out)
+    np.divide(out, hi - lo, out=out)
+    return out
+
+
+def _pil_array(im: Image.Image, dtype: type[np.generic]) -> np.ndarray:
+    """``np.asarray(im, dtype)`` of an ``F`` (float32) or ``L`` (uint8) image, copied in one piece.
+
+    ``np.asarray`` goes through ``Image.tobytes``, which encodes in 64 kB chunks and joins them:
+    as slow as the resize itself for a 256 px float image. The raw encoder asked for the whole
+    image at once gives the same bytes; any surprise falls back to ``np.asarray``.
+    """
+    width, height = im.size
+    nbytes = width * height * np.dtype(dtype).itemsize
+    try:
+        encoder = Image._getencoder(im.mode, "raw", im.mode)
+        try:
+            encoder.setimage(im.im, (0, 0, width, height))
+            _, status, data = encoder.encode(nbytes)
+        finally:
+            encoder.cleanup()
+        if status == 1 and len(data) == nbytes:
+            return np.frombuffer(data, dtype=dtype).reshape(height, width)
+    except Exception:  # another Pillow: the public, slower way
+        pass
+    return np.asarray(im, dtype=dtype)
+
+
+def _grid_shape(shape: tuple[int, ...], pixel_spacing: tuple[float, float], target_spacing: float,
+                size: int) -> tuple[int, int]:
+    """(rows, cols) of an image of ``shape`` resampled to ``target_spacing`` mm pixels."""
+    if target_spacing <= 0 or size < 1:
+        raise ValueError(f"target_spacing must be > 0 and size >= 1, got {target_spacing} and {size}")
+    rows, cols = shape
+    return (max(1, round(rows * pixel_spacing[0] / target_spacing)),
+            max(1, round(cols * pixel_spacing[1] / target_spacing)))
+
+
+def _crop_pad(resized: np.ndarray, size: int, fill: float, out: np.ndarray | None) -> np.ndarray:
+    """Centre-crop or pad ``resized`` to ``size`` x ``size``, independently per axis (into ``out`` if given)."""
+    new_h, new_w = resized.shape
+    if out is None:
+        out = np.full((size, size), fill, dtype=resized.dtype)
+    elif new_h < size or new_w < size:
+        out.fill(fill)
+    src_r0, dst_r0 = max(0, (new_h - size) // 2), max(0, (size - new_h) // 2)
+    src_c0, dst_c0 = max(0, (new_w - size) // 2), max(0, (size - new_w) // 2)
+    h, w = min(size, new_h), min(size, new_w)
+    out[dst_r0:dst_r0 + h, dst_c0:dst_c0 + w] = resized[src_r0:src_r0 + h, src_c0:src_c0 + w]
+    return out
+
+
+@lru_cache(maxsize=128)
+def _nearest_picks(n_in: int, n_out: int, axis: int) -> np.ndarray | None:
+    """Source index of each output pixel along ``axis`` when Pillow resizes ``n_in`` to ``n_out`` pixels, NEAREST.
+
+    Pillow's nearest-neighbour resize picks rows and columns independently; resizing a ramp of
+    source indices (along that axis, through Pillow itself) reads its picks off. None when a
+    pick falls outside the source (Pillow would fill it).
+    """
+    ramp = np.arange(1, n_in + 1, dtype=np.float32)
+    image = Image.fromarray(ramp[:, None] if axis == 0 else ramp[None, :], mode="F")
+    resized = image.resize((1, n_out) if axis == 0 else (n_out, 1), Image.NEAREST)
+    picks = np.asarray(resized, dtype=np.float32).ravel().astype(np.intp) - 1
+    if picks.size != n_out or picks.min() < 0 or picks.max() >= n_in:
+        return None
+    picks.flags.writeable = False
+    return picks
+
+
+def resample_mask_to_grid(mask: np.ndarray, pixel_spacing: tuple[float, float], target_spacing: float,
+                          size: int, *, out: np.ndarray | None = None) -> np.ndarray:
+    """``resample_to_grid(mask, ..., nearest=True) > 0.5`` as uint8 0/1, into ``out`` if given.
+
+    Nearest neighbour only picks source pixels, and which ones depends on nothing but the sizes:
+    the mask is thresholded first (as float32, as :func:`resample_to_grid` would see it) and the
+    picks Pillow makes (:func:`_nearest_picks`) are applied by indexing, for the canvas part only.
+    """
+    new_h, new_w = _grid_shape(mask.shape, pixel_spacing, target_spacing, size)
+    binary = np.asarray(mask, dtype=np.float32) > 0.5
+    picks_r, picks_c = _nearest_picks(mask.shape[0], new_h, 0), _nearest_picks(mask.shape[1], new_w, 1)
+    if picks_r is None or picks_c is None:  # not expected for a whole-image resize: Pillow does it
+        image = Image.fromarray(binary.astype(np.uint8), mode="L")
+        return _crop_pad(_pil_array(image.resize((new_w, new_h), Image.NEAREST), np.uint8), size, 0, out)
+    if out is None:
+        out = np.zeros((size, size), dtype=np.uint8)
+    elif new_h < size or new_w < size:
+        out.fill(0)
+    src_r0, dst_r0 = max(0, (new_h - size) // 2), max(0, (size - new_h) // 2)
+    src_c0, dst_c0 = max(0, (new_w - size) // 2), max(0, (size - new_w) // 2)
+    h, w = min(size, new_h), min(size, new_w)
+    # Rows first, then columns: two plain gathers (an np.ix_ gather is several times slower).
+    out[dst_r0:dst_r0 + h, dst_c0:dst_c0 + w] = binary[picks_r[src_r0:src_r0 + h]][:, picks_c[src_c0:src_c0 + w]]
+    return out
+
+
+def resample_to_uint8(image: np.ndarray, pixel_spacing: tuple[float, float], target_spacing: float, size: int,
+                      out: np.ndarray) -> np.ndarray:
+    """``np.rint(resample_to_grid(image, ...) * 255.0).astype(np.uint8)`` written into ``out`` (uint8, size x size).
+
+    The padding is 0 either way; only the resampled part is scaled and rounded (the same float32
+    operations), straight from Pillow's output, without the intermediate float canvas.
+    """
+    new_h, new_w = _grid_shape(image.shape, pixel_spacing, target_spacing, size)
+    pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
+    resized = _pil_array(pil.resize((new_w, new_h), Image.BILINEAR), np.float32)
+    src_r0, dst_r0 = max(0, (new_h - size) // 2), max(0, (size - new_h) // 2)
+    src_c0, dst_c0 = max(0, (new_w - size) // 2), max(0, (size - new_w) // 2)
+    h, w = min(size, new_h), min(size, new_w)
+    part = np.multiply(resized[src_r0:src_r0 + h, src_c0:src_c0 + w], 255.0)
+    np.rint(part, out=part)
+    out[:dst_r0] = 0  # the padding (none where the image is cropped)
+    out[dst_r0 + h:] = 0
+    out[dst_r0:dst_r0 + h, :dst_c0] = 0
+    out[dst_r0:dst_r0 + h, dst_c0 + w:] = 0
+    np.copyto(out[dst_r0:dst_r0 + h, dst_c0:dst_c0 + w], part, casting="unsafe")  # integers in [0, 255]
+    return out
+
+
 def resample_to_grid(
     image: np.ndarray,
     pixel_spacing: tuple[float, float],
@@ -434,6 +772,7 @@ def resample_to_grid(
     *,
     nearest: bool = False,
     fill: float = 0.0,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Resample a 2D image to a square physical pixel and centre-crop or pad it to ``size``.
 
@@ -450,32 +789,92 @@ def resample_to_grid(
         Nearest-neighbour instead of bilinear (for masks).
     fill : float
         Value of padded pixels (0 = below the window, i.e. air).
+    out : ndarray of shape (size, size), float32, optional
+        Written in place and returned (e.g. one plane of a volume) instead of a new array.
 
     Returns
     -------
     ndarray of shape (size, size), float32
     """
-    if target_spacing <= 0 or size < 1:
-        raise ValueError(f"target_spacing must be > 0 and size >= 1, got {target_spacing} and {size}")
-    rows, cols = image.shape
-    new_h = max(1, round(rows * pixel_spacing[0] / target_spacing))
-    new_w = max(1, round(cols * pixel_spacing[1] / target_spacing))
-    pil = Image.fromarray(image.astype(np.float32), mode="F")
-    resized = np.asarray(pil.resize((new_w, new_h), Image.NEAREST if nearest else Image.BILINEAR), dtype=np.float32)
-    out = np.full((size, size), fill, dtype=np.float32)
-    # Centre crop / pad independently per axis.
-    src_r0, dst_r0 = max(0, (new_h - size) // 2), max(0, (size - new_h) // 2)
-    src_c0, dst_c0 = max(0, (new_w - size) // 2), max(0, (size - new_w) // 2)
-    h, w = min(size, new_h), min(size, new_w)
-    out[dst_r0:dst_r0 + h, dst_c0:dst_c0 + w] = resized[src_r0:src_r0 + h, src_c0:src_c0 + w]
-    return out
+    new_h, new_w = _grid_shape(image.shape, pixel_spacing, target_spacing, size)
+    pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
+    resized = _pil_array(pil.resize((new_w, new_h), Image.NEAREST if nearest else Image.BILINEAR), np.float32)
+    return _crop_pad(resized, size, fill, out)
 
 
-def read_plane(folder: Path, ref: SliceRef) -> np.ndarray:
+#: Uncompressed little-endian transfer syntaxes (implicit and explicit VR): pixel bytes are stored as is.
+_NATIVE_LITTLE_ENDIAN = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
+
+
+def _native_plane(path: Path, header: pydicom.Dataset, frame: int | None, content: bytes | None = None
+                  ) -> np.ndarray | None:
+    """Stored values of an uncompressed little-endian greyscale plane, read straight from ``path``.
+
+    ``header`` is the file's dataset as :func:`scan_folder` read it (pixel data deferred) and
+    ``content``, when given, the file's bytes as read then. The result equals
+    ``pydicom.pixels.pixel_array(path, index=frame)`` (unused high bits cleared and sign-extended as
+    pydicom does). Returns None whenever anything is unusual (another transfer syntax, a missing or
+    out-of-range Image Pixel element, pixel data shorter than the plane, a read error), so that
+    pydicom decodes the file and reports the problem in its own words.
+    """
+    meta = getattr(header, "file_meta", None)
+    if meta is None or str(_value(meta, 0x00020010, "")) not in _NATIVE_LITTLE_ENDIAN:  # TransferSyntaxUID
+        return None
+    if _FLOAT_PIXEL_DATA in header or _DOUBLE_PIXEL_DATA in header:
+        return None
+    elem = header.get_item(_PIXEL_DATA, keep_deferred=True)
+    if not isinstance(elem, RawDataElement) or elem.value is not None or elem.value_tell is None:
+        return None  # not deferred (small plane read with the header) or already converted
+    # Rows, Columns, BitsAllocated, BitsStored, PixelRepresentation, SamplesPerPixel, PhotometricInterpretation
+    values = [_value(header, tag) for tag in (0x00280010, 0x00280011, 0x00280100, 0x00280101, 0x00280103,
+                                              0x00280002, 0x00280004)]
+    if any(v is None for v in values):
+        return None  # a required element is missing: pydicom names it
+    try:
+        rows, cols, allocated, stored, signed, samples = (int(v) for v in values[:6])  # type: ignore[call-overload]
+        photometric = str(values[6])
+        frames = int(_value(header, _NUMBER_OF_FRAMES)) if _NUMBER_OF_FRAMES in header else 1  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    index = 0 if frame is None else frame
+    if (allocated not in (8, 16, 32) or not 1 <= stored <= allocated or signed not in (0, 1) or samples != 1
+            or photometric not in ("MONOCHROME1", "MONOCHROME2") or not (0 < rows < 65536 and 0 < cols < 65536)
+            or frames < 1 or (frame is None and frames != 1) or not 0 <= index < frames):
+        return None
+    plane_bytes = rows * cols * (allocated // 8)
+    if elem.length == 0xFFFFFFFF or elem.length < (index + 1) * plane_bytes:
+        return None
+    start = elem.value_tell + index * plane_bytes
+    dtype = np.dtype(f"<{'ui'[signed]}{allocated // 8}")
+    if content is not None:
+        if len(content) < start + plane_bytes:
+            return None
+        arr = np.frombuffer(content, dtype=dtype, count=rows * cols, offset=start).reshape(rows, cols).copy()
+    else:
+        buffer = bytearray(plane_bytes)
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(start)
+                if fh.readinto(buffer) != plane_bytes:
+                    return None
+        except OSError:
+            return None
+        arr = np.frombuffer(buffer, dtype=dtype).reshape(rows, cols)
+    if stored < allocated:  # as pydicom: shift the unused high bits out (sign-extending signed values)
+        shift = allocated - stored
+        np.left_shift(arr, shift, out=arr)
+        np.right_shift(arr, shift, out=arr)
+    return arr
+
+
+def read_plane(folder: Path, ref: SliceRef, header: pydicom.Dataset | None = None, content: bytes | None = None
+               ) -> np.ndarray:
     """Decode one image plane's stored values (any transfer syntax pydicom's plugins handle).
 
     Only the requested frame of a multi-frame file is decoded. Values are as stored (no rescale),
-    in native byte order.
+    in native byte order. With the file's ``header`` from :func:`scan_folder` (``ScanResult.headers``),
+    uncompressed little-endian planes are read straight from their offset in the file (or in its
+    ``content``, ``ScanResult.contents``) instead of parsing the file again; the values are the same.
 
     Raises
     ------
@@ -483,8 +882,16 @@ def read_plane(folder: Path, ref: SliceRef) -> np.ndarray:
         Naming the file relative to the patient's folder when decoding fails or the plane is not
         a 2D greyscale image.
     """
+    with quiet_pydicom():
+        return read_plane_quietly(folder, ref, header, content)
+
+
+def read_plane_quietly(folder: Path, ref: SliceRef, header: pydicom.Dataset | None = None,
+                       content: bytes | None = None) -> np.ndarray:
+    """:func:`read_plane` for a caller already inside :func:`quiet_pydicom` (one block for many planes)."""
     try:
-        with quiet_pydicom():
+        arr = _native_plane(folder / ref.path, header, ref.frame, content) if header is not None else None
+        if arr is None:
             arr = pixel_array(folder / ref.path, index=ref.frame)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {_short(exc)}"
