@@ -34,7 +34,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -321,7 +320,7 @@ def bench_cache(prepared: PreparedCohort, manifest: Path, reference_rate: float,
 
 
 class _Step:
-    """One training step exactly as :func:`pdstudy.train.train_model` takes it (teacher loss)."""
+    """The training step of :func:`pdstudy.train.train_model` (:func:`pdstudy.train.train_step`, teacher loss)."""
 
     def __init__(self, model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> None:
         import torch
@@ -340,26 +339,14 @@ class _Step:
         self.n = 0
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        import torch
-
-        from pdstudy.dataset import derive_seed, to_model_input
-        from pdstudy.losses import label_smoothing_ce
+        from pdstudy.dataset import derive_seed
+        from pdstudy.train import train_step
 
         for group in self.opt.param_groups:
             group["lr"] = self.cfg.lr
-        x = to_model_input(x.to(self.device, non_blocking=True), *self.norm)
-        y = y.to(self.device)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.random.fork_rng(devices=[self.device] if self.cuda else []):
-            torch.manual_seed(derive_seed(0, "noise", 0, self.n))
-            amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda and self.cfg.amp else nullcontext()
-            with amp:
-                loss = label_smoothing_ce(self.model(x).float(), y, self.cfg.beta)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        float(loss.detach())  # the training loop records every loss (a device sync on CUDA)
+        loss = train_step(self.model, self.opt, x, y, cfg=self.cfg, device=self.device, norm=self.norm,
+                          noise_seed=derive_seed(0, "noise", 0, self.n), channels_last=self.channels_last)
+        float(loss)  # the training loop records every loss (a device sync on CUDA)
         self.n += 1
 
 

@@ -210,8 +210,12 @@ class SliceSet:
             x, y = steps[i]
             yield start_step + i, (x.pin_memory() if pin else x), y
 
+    def slices_per_epoch(self, slices_per_patient: int | None) -> int:
+        """Training slices drawn per epoch (all of a patient's slices when ``slices_per_patient`` is None)."""
+        return sum(min(len(r), slices_per_patient) if slices_per_patient else len(r) for r in self.rows.values())
+
     def steps_per_epoch(self, batch_size: int, slices_per_patient: int | None) -> int:
-        n = sum(min(len(r), slices_per_patient) if slices_per_patient else len(r) for r in self.rows.values())
+        n = self.slices_per_epoch(slices_per_patient)
         return math.ceil(n / batch_size)
 
     def eval_batches(self, *, batch_size: int, crop_size: int) -> Iterator[tuple[np.ndarray, torch.Tensor]]:

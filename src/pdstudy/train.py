@@ -189,6 +189,46 @@ def _autocast(device: torch.device, enabled: bool):
     return nullcontext()
 
 
+def train_step(
+    forward: nn.Module,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    cfg: TrainConfig,
+    device: torch.device,
+    norm: tuple[tuple[float, ...], tuple[float, ...]],
+    noise_seed: int,
+    teacher: nn.Module | None = None,
+    channels_last: bool = False,
+    loss_scale: float | None = None,
+) -> torch.Tensor:
+    """One optimisation step on a batch in [0, 1]; returns the detached loss.
+
+    Teacher (``teacher is None``): label-smoothed CE (Eq. 3); student: :func:`pdstudy.losses.distillation_loss`.
+    Dropout and stochastic depth draw from ``noise_seed``; ``loss_scale`` weights the backward pass (DDP shards).
+    """
+    x = to_model_input(x.to(device, non_blocking=True), *norm)
+    y = y.to(device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(noise_seed)
+        with _autocast(device, cfg.amp):
+            logits = forward(x)
+            if teacher is None:
+                loss = label_smoothing_ce(logits.float(), y, cfg.beta)
+            else:
+                with torch.no_grad():
+                    t_logits = teacher(x)
+                loss = distillation_loss(logits.float(), t_logits.float(), y, alpha=cfg.alpha,
+                                         temperature=cfg.temperature, beta=cfg.beta, convention=cfg.kd_convention)
+    opt.zero_grad(set_to_none=True)
+    (loss if loss_scale is None else loss * loss_scale).backward()
+    opt.step()
+    return loss.detach()
+
+
 def train_model(
     model: nn.Module,
     train_set: SliceSet,
@@ -260,8 +300,8 @@ def train_model(
     forward = distributed.wrap_ddp(model, device)
     forward = torch.compile(forward) if cfg.compile else forward
     shard = (world.rank, world.size) if world.active else None
-    n_epoch = sum(min(len(r), cfg.slices_per_patient) if cfg.slices_per_patient else len(r)
-                  for r in train_set.rows.values())
+    n_epoch = train_set.slices_per_epoch(cfg.slices_per_patient)
+    norm = input_norm(model)
 
     t0 = time.perf_counter()
     done_steps = 0
@@ -281,30 +321,14 @@ def train_model(
                        base_lr=cfg.lr, min_lr=cfg.min_lr)
             for group in opt.param_groups:
                 group["lr"] = lr
-            x = to_model_input(x.to(device, non_blocking=True), *input_norm(model))
-            y = y.to(device)
-            if use_cl:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                torch.manual_seed(derive_seed(seed, "noise", epoch, step) if not world.active
-                                  else derive_seed(seed, "noise", epoch, step, "rank", world.rank))
-                with _autocast(device, cfg.amp):
-                    logits = forward(x)
-                    if teacher is None:
-                        loss = label_smoothing_ce(logits.float(), y, cfg.beta)
-                    else:
-                        with torch.no_grad():
-                            t_logits = teacher(x)
-                        loss = distillation_loss(logits.float(), t_logits.float(), y, alpha=cfg.alpha,
-                                                 temperature=cfg.temperature, beta=cfg.beta,
-                                                 convention=cfg.kd_convention)
-            opt.zero_grad(set_to_none=True)
-            if world.active:  # DDP averages gradients over ranks: weight each shard by its share
-                (loss * distributed.shard_loss_scale(len(y), n_global)).backward()
-                loss = distributed.global_mean(loss.detach(), len(y), n_global)
-            else:
-                loss.backward()
-            opt.step()
+            noise_seed = (derive_seed(seed, "noise", epoch, step) if not world.active
+                          else derive_seed(seed, "noise", epoch, step, "rank", world.rank))
+            # DDP averages gradients over ranks: weight each shard by its share of the global batch
+            scale = distributed.shard_loss_scale(len(y), n_global) if world.active else None
+            loss = train_step(forward, opt, x, y, cfg=cfg, device=device, norm=norm, noise_seed=noise_seed,
+                              teacher=teacher, channels_last=use_cl, loss_scale=scale)
+            if world.active:
+                loss = distributed.global_mean(loss, len(y), n_global)
             losses.append(float(loss.detach()))
             bar.update()
             bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", lr=f"{lr:.2e}")
