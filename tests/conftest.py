@@ -14,7 +14,7 @@ def tiny_prepared(tmp_path_factory):
     """A prepared cohort of 24 hand-built patients (6 slices, 32 px); poor responders carry a bright blob."""
     from dicom_factory import write_series
 
-    from pdstudy.preprocess import PrepareConfig, prepare
+    from pdstudy.data.preprocess import PrepareConfig, prepare
 
     root = tmp_path_factory.mktemp("tiny_cohort")
     rng = np.random.default_rng(0)
@@ -51,7 +51,7 @@ def tiny_prepared(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_synthetic_manifest(tmp_path_factory):
     """Manifest of a tiny synthetic DICOM cohort (24 screened, 12 slices, 64 px), generated once per session."""
-    from pdstudy.synth import ensure_cohort
+    from pdstudy.data.synth import ensure_cohort
 
     return ensure_cohort(tmp_path_factory.mktemp("tiny_synth") / "cohort", patients=24, seed=0, slices=12, size=64,
                          show_progress=False)

@@ -18,7 +18,7 @@ from scipy import stats
 
 from pdstudy import audit
 from pdstudy.audit.feasibility import matches_printed, printed_decimals
-from pdstudy.audit.paper import load_paper, lookup
+from pdstudy.core.paper import load_paper, lookup
 
 # --------------------------------------------------------------------------- feasibility solver
 

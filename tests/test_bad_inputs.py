@@ -17,9 +17,10 @@ import pandas as pd
 import pytest
 from dicom_factory import ct_dataset, write_series
 
-from pdstudy import preprocess
 from pdstudy.cli import main
-from pdstudy.preprocess import PrepareConfig, load_prepared, prepare
+from pdstudy.data import preprocess
+from pdstudy.data.cache import load_prepared
+from pdstudy.data.preprocess import PrepareConfig, prepare
 
 STORED = 1100  # 76 HU with the factory's intercept of -1024
 PVP = dict(description="PVP")
@@ -282,9 +283,9 @@ def _study_params(tmp_path: Path, manifest: Path) -> dict:
 
     import yaml
 
-    from pdstudy.experiment import STUDY_PARAMETERS
+    from pdstudy.core.params import STUDY_PARAMETERS
 
-    quick = yaml.safe_load(resources.files("pdstudy").joinpath("profiles", "quick.yaml").read_text())
+    quick = yaml.safe_load(resources.files("pdstudy.core").joinpath("profiles", "quick.yaml").read_text())
     p = {k: quick[k] for k in STUDY_PARAMETERS if k in quick}
     p.update(run_dir=str(tmp_path / "run"), data_dir=str(tmp_path / "data"), manifest=str(manifest), image_size=32,
              fov_mm=64.0, crop_size=28, workers=1, epochs=1, slices_per_patient=2, batch_size=8, val_fraction=0.0)
@@ -305,8 +306,8 @@ def _leak_cohort(tmp_path: Path, dup_split: str) -> Path:
 
 
 def test_same_person_under_two_ids_in_two_splits_stops_before_training(tmp_path):
-    from pdstudy.experiment import Study, methods
-    from pdstudy.splits import LeakageError
+    from pdstudy.data.splits import LeakageError
+    from pdstudy.study.protocol import Study, methods
 
     study = Study.from_parameters(_study_params(tmp_path, _leak_cohort(tmp_path, "test")), progress=False)
     qc = study.cohort.prepared.qc.set_index("patient_id")
@@ -318,8 +319,8 @@ def test_same_person_under_two_ids_in_two_splits_stops_before_training(tmp_path)
 
 
 def test_same_person_twice_in_one_split_is_allowed_with_a_warning(tmp_path):
-    from pdstudy.experiment import Study
-    from pdstudy.splits import DuplicatePatientWarning
+    from pdstudy.data.splits import DuplicatePatientWarning
+    from pdstudy.study.protocol import Study
 
     study = Study.from_parameters(_study_params(tmp_path, _leak_cohort(tmp_path, "train")), progress=False)
     with pytest.warns(DuplicatePatientWarning, match=r"\['DUP', 'T1'\] share .* within split 'train'"):
@@ -328,7 +329,7 @@ def test_same_person_twice_in_one_split_is_allowed_with_a_warning(tmp_path):
 
 
 def test_either_key_alone_identifies_the_same_person():
-    from pdstudy.splits import LeakageError, check_no_leakage, same_patient_keys
+    from pdstudy.data.splits import LeakageError, check_no_leakage, same_patient_keys
 
     patients = pd.DataFrame({"patient_id": ["A", "B", "C"], "split": ["train", "test", "test"]})
     qc = pd.DataFrame({"patient_id": ["A", "B", "C"], "study_key": ["s1", "s2", ""], "pixel_key": ["p1", "p1", ""]})

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import torch
 
-from pdstudy.dataset import AugmentConfig, SliceSet
+from pdstudy.learn.dataset import AugmentConfig, SliceSet
 
 HEADLINE = ("preprocess_speedup", "cache_speedup", "pipeline_efficiency", "quick_run_seconds")
 

@@ -15,9 +15,9 @@ import torch
 import yaml
 from torch import nn
 
-from pdstudy.dataset import AugmentConfig, SliceSet, augment_batch
-from pdstudy.distributed import shard_bounds
-from pdstudy.train import TrainConfig, train_model
+from pdstudy.learn.dataset import AugmentConfig, SliceSet, augment_batch
+from pdstudy.learn.distributed import shard_bounds
+from pdstudy.learn.train import TrainConfig, train_model
 
 EQUIV = TrainConfig(epochs=2, batch_size=7, lr=1e-2, warmup_epochs=1, slices_per_patient=3,
                     augment=AugmentConfig(crop_size=28), eval_batch_size=64, device="cpu")
@@ -72,8 +72,8 @@ def _equivalence_worker(rank: int, world: int, port: int, cache: str, patients: 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from pdstudy import distributed
-    from pdstudy.preprocess import load_prepared
+    from pdstudy.data.cache import load_prepared
+    from pdstudy.learn import distributed
 
     distributed.init_from_env("cpu")
     try:
@@ -114,7 +114,7 @@ def _train_config(tmp_path: Path, manifest: Path, **over) -> Path:
 
 
 def test_train_config_errors_name_the_file_and_key(tiny_synthetic_manifest, tmp_path):
-    from pdstudy.jobs import load_train_config
+    from pdstudy.study.jobs import load_train_config
 
     manifest = tiny_synthetic_manifest
     with pytest.raises(ValueError, match=r"train\.yaml: unknown key\(s\) \['epoch'\]"):

@@ -1,4 +1,4 @@
-"""Tests for pdstudy.evaluation against independent computations (scikit-learn, SciPy, hand work)."""
+"""Tests for pdstudy.evaluate.tables against independent computations (scikit-learn, SciPy, hand work)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from scipy.special import expit
 from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score
 
-from pdstudy import evaluation as ev
-from pdstudy.readers import simulate_readers
-from pdstudy.runs import RunDir
+from pdstudy.core.rundir import RunDir
+from pdstudy.evaluate import tables as ev
+from pdstudy.evaluate.readers import simulate_readers
 from pdstudy.stats import delong_test, youden_threshold
 
 B7 = "efficientnet_b7"
@@ -97,8 +97,8 @@ def _rows(preds, mid, split, stage=None):
 
 
 def test_method_names_are_shared_with_training():
-    """Evaluation parses the IDs training writes: one Method class, in the torch-free pdstudy.methods."""
-    from pdstudy import methods
+    """Evaluation parses the IDs training writes: one Method class, in the torch-free pdstudy.core.methods."""
+    from pdstudy.core import methods
 
     assert ev.PREDICTION_COLUMNS == methods.PREDICTION_COLUMNS and ev.MethodInfo is methods.Method
     for kind, chain in [("baseline", (B7,)), ("kd", (B7, B3)), ("pd", (B0, B3, B7)), ("pd", (B7, B7))]:
@@ -112,7 +112,7 @@ def test_method_names_are_shared_with_training():
 
 
 def test_torch_free_import():
-    code = ("import sys, pdstudy.evaluation, pdstudy.readers, pdstudy.figures\n"
+    code = ("import sys, pdstudy.evaluate.tables, pdstudy.evaluate.readers, pdstudy.report.figures\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\nprint('OK')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

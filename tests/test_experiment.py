@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from pdstudy.distill import read_predictions
-from pdstudy.experiment import STUDY_PARAMETERS, Study, iteration_chain, methods
+from pdstudy.core.params import STUDY_PARAMETERS
+from pdstudy.data.predictions import read_predictions
+from pdstudy.study.protocol import Study, iteration_chain, methods
 
 
 def _params(tmp_path, **over):
     from importlib import resources
 
-    quick = yaml.safe_load(resources.files("pdstudy").joinpath("profiles", "quick.yaml").read_text())
+    quick = yaml.safe_load(resources.files("pdstudy.core").joinpath("profiles", "quick.yaml").read_text())
     p = {k: quick[k] for k in STUDY_PARAMETERS if k in quick}
     p.update(run_dir=str(tmp_path / "run"), data_dir=str(tmp_path / "data"), manifest="", synth_patients=24,
              synth_slices=12, synth_size=64, image_size=32, fov_mm=384.0, crop_size=28, workers=1, epochs=1,
@@ -67,7 +68,7 @@ def test_two_runs_with_the_same_seed_give_identical_predictions(tmp_path):
     assert frames[0].equals(frames[1])
     assert frames[0]["score"].nunique() > 1
     # ... and therefore identical tables.
-    from pdstudy.evaluation import table2
+    from pdstudy.evaluate.tables import table2
 
     t_a, t_b = (table2(f, quick=True) for f in frames)
     assert t_a.equals(t_b) and t_a["test_auc"].notna().any()

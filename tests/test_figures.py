@@ -1,4 +1,4 @@
-"""Tests for pdstudy.figures: what each figure draws, readable fonts, and saving through report.save_figure."""
+"""Tests for pdstudy.report.figures: what each figure draws, readable fonts, and saving through report.save_figure."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from matplotlib.container import ErrorbarContainer  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from test_evaluation import B3, B7, KD7, PD3, PD7, make_predictions  # noqa: E402
 
-from pdstudy import evaluation as ev  # noqa: E402
-from pdstudy import figures  # noqa: E402
-from pdstudy.readers import simulate_readers  # noqa: E402
-from pdstudy.report import save_figure  # noqa: E402
-from pdstudy.runs import RunDir  # noqa: E402
+from pdstudy.core.rundir import RunDir  # noqa: E402
+from pdstudy.evaluate import tables as ev  # noqa: E402
+from pdstudy.evaluate.readers import simulate_readers  # noqa: E402
+from pdstudy.report import figures  # noqa: E402
+from pdstudy.report.style import save_figure  # noqa: E402
 
 BASE7 = f"baseline:{B7}"
 METHODS = {BASE7: [1.0], f"baseline:{B3}": [0.8], KD7: [1.0, 1.3], PD7: [1.0, 1.6, 2.2], PD3: [0.8, 1.1, 1.4]}

@@ -1,4 +1,4 @@
-"""Tests of pdstudy.gradcam: CAMs on the quick models, too-coarse maps, localisation arithmetic, examples, figure."""
+"""Tests of pdstudy.learn.cam: CAMs on the quick models, too-coarse maps, localisation arithmetic, examples, figure."""
 
 from __future__ import annotations
 
@@ -10,19 +10,17 @@ import torch
 
 matplotlib.use("Agg")
 
-from pdstudy.gradcam import (  # noqa: E402
-    CAM_METHODS,
+from pdstudy.data.cache import PreparedCohort  # noqa: E402
+from pdstudy.evaluate.localisation import (
     best_slice,
-    compute_cam,
     estimate_body_masks,
-    example_title,
     localisation_scores,
     localisation_summary,
-    plot_overlays,
     select_examples,
 )
-from pdstudy.models import build_model, gradcam_target_layer  # noqa: E402
-from pdstudy.preprocess import PreparedCohort  # noqa: E402
+from pdstudy.learn.cam import CAM_METHODS, compute_cam
+from pdstudy.learn.models import build_model, gradcam_target_layer  # noqa: E402
+from pdstudy.report.cam import example_title, plot_overlays
 from pdstudy.stats import wilson_ci  # noqa: E402
 
 
@@ -77,8 +75,8 @@ def test_gradcam_shape_range_layer_and_mode(resnet, monkeypatch):
 
 
 def test_probs_match_evaluation_pipeline(resnet):
-    from pdstudy.dataset import centre_crop, to_model_input
-    from pdstudy.train import input_norm
+    from pdstudy.learn.dataset import centre_crop, to_model_input
+    from pdstudy.learn.train import input_norm
 
     images = _images(2, 128)
     _, info = compute_cam(resnet, "test_resnet", images, crop_size=112)
@@ -258,8 +256,8 @@ def test_best_slice_rules():
 
 
 def test_plot_overlays_and_save(tmp_path):
-    from pdstudy.report import save_figure
-    from pdstudy.runs import run_dir
+    from pdstudy.core.rundir import run_dir
+    from pdstudy.report.style import save_figure
 
     images = _images(4, 64)
     masks = np.zeros((4, 64, 64), np.uint8)
@@ -282,8 +280,8 @@ def test_plot_overlays_and_save(tmp_path):
 
 def test_cam_is_aligned_with_the_feature_map(resnet):
     """The CAM's peak lies in the feature-map cell where a hand-computed Grad-CAM peaks (no flip/transpose)."""
-    from pdstudy.dataset import centre_crop, to_model_input
-    from pdstudy.train import input_norm
+    from pdstudy.learn.dataset import centre_crop, to_model_input
+    from pdstudy.learn.train import input_norm
 
     images = _images(2, 128)
     images[1] = np.rot90(images[1])  # bright square in another quadrant

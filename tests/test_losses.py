@@ -1,4 +1,4 @@
-"""Tests of pdstudy.losses: Eq. 3 label smoothing, Algorithm 1 / Eq. 1 distillation, timm agreement."""
+"""Tests of pdstudy.learn.losses: Eq. 3 label smoothing, Algorithm 1 / Eq. 1 distillation, timm agreement."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pdstudy.losses import distillation_loss, label_smoothing_ce, soft_target_loss
+from pdstudy.learn.losses import distillation_loss, label_smoothing_ce, soft_target_loss
 
 
 def _logits(batch: int = 6, classes: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pdstudy.manifest import COLUMN_NAMES, REQUIRED, ManifestError, read_manifest, validate_manifest
-from pdstudy.vocab import label_of, response_from_recist
+from pdstudy.core.vocab import label_of, response_from_recist
+from pdstudy.data.manifest import COLUMN_NAMES, REQUIRED, ManifestError, read_manifest, validate_manifest
 
 GOOD = [
     {"patient_id": "P001", "split": "train", "response": "good", "recist": "PR", "dicom_dir": "p1"},

@@ -1,4 +1,4 @@
-"""Tests of pdstudy.models: every architecture builds and trains, noise, local weights, offline hub."""
+"""Tests of pdstudy.learn.models: every architecture builds and trains, noise, local weights, offline hub."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from timm.layers import DropPath
 from torch import nn
 
-from pdstudy.models import (
+from pdstudy.learn.models import (
     NOISE_CAPABILITIES,
     PAPER_ARCHITECTURES,
     QUICK_ARCHITECTURES,
@@ -339,7 +339,8 @@ def test_pretrained_auto_warns_and_falls_back() -> None:
 
 
 def test_stand_in_and_alias_tables_agree_with_pdstudy_methods():
-    from pdstudy import methods, models
+    from pdstudy.core import methods
+    from pdstudy.learn import models
 
     assert dict(models.QUICK_STAND_INS) == methods.QUICK_STAND_INS
     assert dict(models.ALIASES) == methods.ARCH_ALIASES

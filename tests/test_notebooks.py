@@ -7,7 +7,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from pdstudy.runner import declared_parameters, load_profile, parse_overrides, select_notebooks
+from pdstudy.core.params import load_profile
+from pdstudy.study.notebooks import declared_parameters, parse_overrides, select_notebooks
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 RUN_KEYS = {"run_dir", "data_dir", "manifest"}  # injected by the runner, not by the profile

@@ -8,8 +8,8 @@ import pytest
 from dicom_factory import write_series
 
 from pdstudy.cli import main
-from pdstudy.manifest import ManifestError
-from pdstudy.preprocess import PrepareConfig, prepare
+from pdstudy.data.manifest import ManifestError
+from pdstudy.data.preprocess import PrepareConfig, prepare
 
 STORED = 1100  # with intercept -1024: 76 HU -> (76 + 215) / 500 = 0.582 -> uint8 148
 EXPECTED_UINT8 = int(np.rint((STORED - 1024 + 215) / 500 * 255))

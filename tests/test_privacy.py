@@ -162,7 +162,7 @@ def test_scanner_finds_what_it_must(tmp_path):
 def run(tmp_path_factory):
     """Synthetic cohort -> CLI prepare -> one tiny training run -> notebook 01; returns the folders."""
     from pdstudy.cli import main
-    from pdstudy.synth import generate_cohort
+    from pdstudy.data.synth import generate_cohort
 
     base = tmp_path_factory.mktemp("privacy")
     cohort = base.joinpath(*SITE)
@@ -186,9 +186,9 @@ def _study_params(out: Path, manifest: Path) -> dict:
 
     import yaml
 
-    from pdstudy.experiment import STUDY_PARAMETERS
+    from pdstudy.core.params import STUDY_PARAMETERS
 
-    quick = yaml.safe_load(resources.files("pdstudy").joinpath("profiles", "quick.yaml").read_text())
+    quick = yaml.safe_load(resources.files("pdstudy.core").joinpath("profiles", "quick.yaml").read_text())
     p = {k: quick[k] for k in STUDY_PARAMETERS if k in quick}
     p.update(run_dir=str(out / "run"), data_dir=str(out / "data"), manifest=str(manifest), image_size=32,
              fov_mm=384.0, crop_size=28, workers=1, epochs=1, slices_per_patient=2, batch_size=16)
@@ -196,7 +196,7 @@ def _study_params(out: Path, manifest: Path) -> dict:
 
 
 def _train(params: dict, out: Path) -> None:
-    from pdstudy.experiment import Study, methods
+    from pdstudy.study.protocol import Study, methods
 
     console = io.StringIO()
     with contextlib.redirect_stdout(console), contextlib.redirect_stderr(console):
@@ -206,7 +206,7 @@ def _train(params: dict, out: Path) -> None:
 
 
 def _notebook01(params: dict, out: Path) -> None:
-    from pdstudy.runner import execute_notebook, notebooks_dir
+    from pdstudy.study.notebooks import execute_notebook, notebooks_dir
 
     folder = notebooks_dir()
     names = ("run_dir", "data_dir", "manifest", "image_size", "fov_mm", "workers")
@@ -264,7 +264,7 @@ def test_missing_or_corrupt_patient_messages_have_no_absolute_path(tmp_path):
     import pandas as pd
     from dicom_factory import write_series
 
-    from pdstudy.preprocess import PrepareConfig, prepare
+    from pdstudy.data.preprocess import PrepareConfig, prepare
 
     site = tmp_path.joinpath(*SITE)
     vol = np.random.default_rng(0).integers(1000, 1200, size=(3, 16, 16)).astype(np.uint16)

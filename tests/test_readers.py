@@ -1,4 +1,4 @@
-"""Tests for pdstudy.readers: the readers CSV, simulated readers, reader metrics."""
+"""Tests for pdstudy.evaluate.readers: the readers CSV, simulated readers, reader metrics."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pdstudy.readers import (
+from pdstudy.evaluate.readers import (
     DEFAULT_OPERATING_POINTS,
     OperatingPoint,
     is_simulated,
@@ -55,7 +55,7 @@ def test_simulation_is_seeded(patients):
 
 
 def test_default_operating_points_match_paper_table3():
-    from pdstudy.audit.paper import load_paper
+    from pdstudy.core.paper import load_paper
 
     t3 = load_paper().table3.set_index("reader")
     for op in DEFAULT_OPERATING_POINTS:

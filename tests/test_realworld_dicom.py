@@ -19,8 +19,8 @@ import pytest
 from dicom_factory import ct_dataset, write_series
 from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless
 
-from pdstudy.dicom import PatientDataError, order_slices, read_plane, scan_folder, to_hu, window
-from pdstudy.preprocess import PrepareConfig, prepare
+from pdstudy.data.dicom import PatientDataError, order_slices, read_plane, scan_folder, to_hu, window
+from pdstudy.data.preprocess import PrepareConfig, prepare
 
 
 def _data_dirs() -> list[Path]:
@@ -68,7 +68,7 @@ def _copy(name: str, folder: Path) -> Path:
 
 def scan_ref(path: Path):
     """A plane reference for any greyscale object, CT or not (read_plane does not check the modality)."""
-    from pdstudy.dicom import _frame_refs
+    from pdstudy.data.dicom import _frame_refs
 
     return _frame_refs(pydicom.dcmread(path, defer_size=64), path.name)[0]
 

@@ -1,4 +1,4 @@
-"""Tests of pdstudy.study_report.write_report on a small fake run directory."""
+"""Tests of pdstudy.report.document.write_report on a small fake run directory."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import re
 import pandas as pd
 import pytest
 
-from pdstudy.report import write_table
-from pdstudy.runs import RunDir
-from pdstudy.study_report import (
+from pdstudy.core.rundir import RunDir
+from pdstudy.report.document import (
     READERS_NOTES,
     SYNTHETIC_STATEMENT,
     THRESHOLD_NOTE,
@@ -19,6 +18,7 @@ from pdstudy.study_report import (
     report_links,
     write_report,
 )
+from pdstudy.report.tables import write_table
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64  # content does not matter: the report only links it
 

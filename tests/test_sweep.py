@@ -9,9 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from pdstudy.distill import read_predictions
-from pdstudy.evaluation import validate_predictions
-from pdstudy.sweep import load_grid, make_executor, sweep
+from pdstudy.data.predictions import read_predictions, validate_predictions
+from pdstudy.study.sweeps import load_grid, make_executor, sweep
 
 TINY = {"image_size": 32, "fov_mm": 384.0, "crop_size": 28, "workers": 1, "epochs": 1, "batch_size": 16,
         "slices_per_patient": 2}

@@ -15,8 +15,8 @@ from scipy.ndimage import binary_dilation, binary_erosion
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from pdstudy import synth
-from pdstudy.manifest import read_manifest
+from pdstudy.data import synth
+from pdstudy.data.manifest import read_manifest
 
 SMALL = {"patients": 20, "seed": 0, "slices": 16, "size": 64}
 REFERENCE = Path("/work/shared/reference/table1_cohort.csv")
@@ -273,7 +273,7 @@ def test_phases_marked_by_headers(cohort: Path, headers: pd.DataFrame):
 
 
 def test_phases_agree_with_package_reader(cohort: Path):
-    dicom = pytest.importorskip("pdstudy.dicom")
+    dicom = pytest.importorskip("pdstudy.data.dicom")
     m = read_manifest(cohort / "manifest.csv")
     truth = pd.read_csv(cohort / "series.csv", dtype=str, keep_default_na=False).set_index("series_uid")
     for folder in m["dicom_dir"]:

@@ -10,18 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
-from pdstudy.dataset import AugmentConfig, SliceSet, augment_batch, centre_crop, derive_seed
-from pdstudy.distill import (
-    PREDICTION_COLUMNS,
-    Context,
-    Method,
-    ModelSettings,
-    parse_chain,
-    run_method,
-    stage_key,
-)
-from pdstudy.splits import LeakageError, carve_validation, check_no_leakage, stratified_folds
-from pdstudy.train import TrainConfig, lr_at, predict_slices, top_k_mean, train_model
+from pdstudy.core.hashing import derive_seed
+from pdstudy.core.methods import Method
+from pdstudy.data.predictions import PREDICTION_COLUMNS
+from pdstudy.data.splits import LeakageError, carve_validation, check_no_leakage, stratified_folds
+from pdstudy.learn.dataset import AugmentConfig, SliceSet, augment_batch, centre_crop
+from pdstudy.learn.distill import Context, ModelSettings, parse_chain, run_method, stage_key
+from pdstudy.learn.train import TrainConfig, lr_at, predict_slices, top_k_mean, train_model
 
 TINY = TrainConfig(
     epochs=3,

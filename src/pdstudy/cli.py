@@ -11,7 +11,7 @@ from pdstudy import __version__
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from pdstudy.synth import generate_cohort
+    from pdstudy.data.synth import generate_cohort
 
     manifest = generate_cohort(args.out, patients=args.patients, seed=args.seed, slices=args.slices,
                                size=args.size, show_progress=not args.quiet)
@@ -20,8 +20,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from pdstudy.io import write_csv
-    from pdstudy.preprocess import PrepareConfig, prepare
+    from pdstudy.core.io import write_csv
+    from pdstudy.data.preprocess import PrepareConfig, prepare
 
     config = PrepareConfig(image_size=args.size, fov_mm=args.fov_mm)
     cohort = prepare(args.manifest, args.cache, config=config, workers=args.workers or None,
@@ -39,7 +39,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from pdstudy.verify import default_listing, verify_cohort, write_listing
+    from pdstudy.data.verify import default_listing, verify_cohort, write_listing
 
     listing = args.listing or default_listing(args.manifest)
     if args.write:
@@ -58,7 +58,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from pdstudy.runner import parse_overrides, run_notebooks
+    from pdstudy.study.notebooks import parse_overrides, run_notebooks
 
     only = [s for part in (args.only or []) for s in part.split(",")] or None
     run = run_notebooks(profile=args.profile, manifest=args.manifest, out=args.out, only=only,
@@ -77,8 +77,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from pdstudy.bench import format_table, run_bench
-    from pdstudy.io import write_json
+    from pdstudy.core.io import write_json
+    from pdstudy.study.bench import format_table, run_bench
 
     results = run_bench(smoke=args.smoke, skip_run=args.skip_run, workdir=args.workdir)
     path = write_json(args.json, results)
@@ -88,7 +88,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from pdstudy.jobs import load_train_config, run_job
+    from pdstudy.study.jobs import load_train_config, run_job
 
     spec = load_train_config(args.config)
     summary = run_job(spec, progress=not args.quiet)
@@ -101,7 +101,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from pdstudy.sweep import sweep
+    from pdstudy.study.sweeps import sweep
 
     report = sweep(args.grid, args.executor, args.out, collect_only=args.collect, dry_run=args.dry_run,
                    progress=not args.quiet)
@@ -167,15 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train one stage or chain from a config file (runs under torchrun)",
                        description="Train one method (a stage such as baseline:efficientnet_b7, or a chain) for one "
-                                   "seed/fold from a YAML config (pdstudy.jobs). Multi-GPU: torchrun --nproc_per_node "
-                                   "N -m pdstudy train --config FILE.")
+                                   "seed/fold from a YAML config (pdstudy.study.jobs). Multi-GPU: torchrun "
+                                   "--nproc_per_node N -m pdstudy train --config FILE.")
     s.add_argument("--config", required=True, type=Path, help="train config YAML")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_train)
 
     s = sub.add_parser("sweep", help="run an experiment grid through submitit (local or SLURM)",
-                       description="Expand a grid (methods x seeds x folds x parameters, pdstudy.sweep) into jobs, "
-                                   "submit the unfinished ones, retry failures once and collect the predictions.")
+                       description="Expand a grid (methods x seeds x folds x parameters, pdstudy.study.sweeps) into "
+                                   "jobs, submit the unfinished ones, retry failures once and collect the predictions.")
     s.add_argument("--grid", required=True, type=Path, help="grid YAML")
     s.add_argument("--executor", choices=["local", "slurm"], default="local", help="submitit executor (default local)")
     s.add_argument("--out", type=Path, help="run directory of the grid (default reports/<grid name>)")
@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; errors in input or configuration print one clear line and exit with 2."""
-    from pdstudy.manifest import ManifestError
+    from pdstudy.data.manifest import ManifestError
 
     args = build_parser().parse_args(argv)
     try:
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pdstudy {args.verb}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        from pdstudy.runner import RunError
+        from pdstudy.study.notebooks import RunError
 
         if isinstance(exc, RunError):
             print(f"pdstudy {args.verb}: {exc}", file=sys.stderr)

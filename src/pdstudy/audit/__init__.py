@@ -30,16 +30,7 @@ split_balance_probability, youden_optimism, run_audit, audit_markdown, write_aud
 
 from __future__ import annotations
 
-from pdstudy.audit.feasibility import (
-    auc_bounds_at_operating_point,
-    feasibility_verdict,
-    feasible_counts,
-    single_value_repairs,
-)
-from pdstudy.audit.paper import load_paper
-from pdstudy.audit.report import audit_markdown, main, run_audit, write_audit
-from pdstudy.audit.rows import COLUMNS, VERDICTS
-from pdstudy.audit.stats import (
+from pdstudy.audit.exact import (
     fisher_freeman_halton,
     hanley_mcneil_ci,
     hanley_mcneil_se,
@@ -49,6 +40,15 @@ from pdstudy.audit.stats import (
     split_balance_probability,
     youden_optimism,
 )
+from pdstudy.audit.feasibility import (
+    auc_bounds_at_operating_point,
+    feasibility_verdict,
+    feasible_counts,
+    single_value_repairs,
+)
+from pdstudy.audit.rows import COLUMNS, VERDICTS
+from pdstudy.audit.summary import audit_markdown, main, run_audit, write_audit
+from pdstudy.core.paper import load_paper
 
 __all__ = [
     "COLUMNS",

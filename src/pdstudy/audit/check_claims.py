@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from pdstudy.audit.feasibility import feasible_counts, single_value_repairs
-from pdstudy.audit.paper import PaperNumbers, lookup
-from pdstudy.audit.rows import prange, pval, row
-from pdstudy.audit.stats import (
+from pdstudy.audit.exact import (
     hanley_mcneil_ci,
     mcnemar_pvalue_range,
     paired_auc_pvalues,
     split_balance_probability,
     youden_optimism,
 )
-from pdstudy.vocab import NEGATIVE_CLASS, POSITIVE_CLASS
+from pdstudy.audit.feasibility import feasible_counts, single_value_repairs
+from pdstudy.audit.rows import prange, pval, row
+from pdstudy.core.paper import PaperNumbers, lookup
+from pdstudy.core.vocab import NEGATIVE_CLASS, POSITIVE_CLASS
 
 ALPHA = 0.05
 #: Plausible correlations between the AUC estimates of two models scored on the same patients.

@@ -8,11 +8,11 @@ import re
 import pandas as pd
 from scipy import stats
 
+from pdstudy.audit.exact import fisher_freeman_halton
 from pdstudy.audit.feasibility import matches_printed, matches_truncated, printed_decimals
-from pdstudy.audit.paper import PaperNumbers
 from pdstudy.audit.rows import pct, pval, row
-from pdstudy.audit.stats import fisher_freeman_halton
-from pdstudy.vocab import NEGATIVE_CLASS, POSITIVE_CLASS, RESPONSES
+from pdstudy.core.paper import PaperNumbers
+from pdstudy.core.vocab import NEGATIVE_CLASS, POSITIVE_CLASS, RESPONSES
 
 SPLITS_T1 = ("train", "test")
 #: Variables the paper says did not differ between response groups -> Table 1 characteristic.

@@ -10,9 +10,9 @@ from pdstudy.audit.feasibility import (
     printed_decimals,
     single_value_repairs,
 )
-from pdstudy.audit.paper import PaperNumbers
 from pdstudy.audit.rows import pct, row
-from pdstudy.vocab import NEGATIVE_CLASS, POSITIVE_CLASS
+from pdstudy.core.paper import PaperNumbers
+from pdstudy.core.vocab import NEGATIVE_CLASS, POSITIVE_CLASS
 
 CHECK_FEAS = "acc/sen/spe feasibility"
 CHECK_AUC_POINT = "AUC vs Youden operating point"

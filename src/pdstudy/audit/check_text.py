@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pdstudy.audit.feasibility import matches_printed, printed_decimals
-from pdstudy.audit.paper import PaperNumbers, lookup
 from pdstudy.audit.rows import row
+from pdstudy.core.paper import PaperNumbers, lookup
 
 METRICS = ("auc", "acc", "sen", "spe")
 

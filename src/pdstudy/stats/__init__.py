@@ -1,7 +1,7 @@
 """Statistics for small test sets: discrimination with uncertainty, thresholds, calibration, tests.
 
 Pure functions on arrays (NumPy, SciPy, scikit-learn, pandas only; importing this package never
-imports torch). Labels are 0/1 with **1 = poor response** (:data:`pdstudy.vocab.POSITIVE_CLASS`);
+imports torch). Labels are 0/1 with **1 = poor response** (:data:`pdstudy.core.vocab.POSITIVE_CLASS`);
 scores are larger for more likely poor response. Inputs are validated up front and invalid ones
 raise ``ValueError`` saying what was expected.
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-_LABEL_HINT = "1 = poor response, 0 = good response; see pdstudy.vocab.label_of"
+_LABEL_HINT = "1 = poor response, 0 = good response; see pdstudy.core.vocab.label_of"
 
 
 def _as_1d(x: ArrayLike, name: str) -> NDArray[Any]:

@@ -1,0 +1,193 @@
+"""The cohort a run works on: the synthetic default or a user's manifest, its patient flow and Table 1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from pdstudy.core.vocab import RESPONSES, paper_label
+from pdstudy.data.cache import PreparedCohort, reason_category
+from pdstudy.data.manifest import read_manifest
+from pdstudy.data.preprocess import PrepareConfig, prepare
+
+#: Table 1 rows: manifest column -> (display name, ordered levels with display labels).
+TABLE1_CATEGORICAL: dict[str, tuple[str, dict[str, str]]] = {
+    "sex": ("Sex", {"F": "Female", "M": "Male"}),
+    "lauren": ("Lauren type", {"intestinal": "Intestinal", "diffuse_mixed": "Diffuse or mixed",
+                               "undifferentiated": "Undifferentiated"}),
+    "cea": ("CEA, ng/ml", {"normal": "<= 5.0 (normal)", "elevated": "> 5.0 (elevated)"}),
+    "ca199": ("CA19-9, U/ml", {"normal": "<= 35.0 (normal)", "elevated": "> 35.0 (elevated)"}),
+    "ct_stage": ("Clinical T stage", {"T3": "T3", "T4a": "T4a", "T4b": "T4b"}),
+    "cn_stage": ("Clinical N stage", {"N0-1": "N0 + N1", "N2-3": "N2 + N3"}),
+    "cm_stage": ("Clinical M stage", {"M0": "M0", "M1": "M1"}),
+}
+
+
+@dataclass
+class Cohort:
+    """A validated manifest together with its prepared slice cache."""
+
+    manifest_path: Path
+    manifest: pd.DataFrame
+    prepared: PreparedCohort
+    synthetic: bool
+
+    @property
+    def name(self) -> str:
+        return "built-in synthetic cohort" if self.synthetic else self.manifest_path.name
+
+    def patients(self) -> pd.DataFrame:
+        """Manifest rows of included patients that belong to a split, with their slice counts."""
+        qc = self.prepared.qc[["patient_id", "status", "n_slices"]]
+        df = self.manifest.merge(qc, on="patient_id", how="left")
+        return df[(df["status"] == "included") & (df["split"] != "")].reset_index(drop=True)
+
+
+def synthetic_dir(data_dir: str | Path, *, patients: int, seed: int, slices: int, size: int) -> Path:
+    """Where the synthetic cohort with these generator settings lives under ``data_dir``."""
+    return Path(data_dir) / "synthetic" / f"n{patients}-seed{seed}-k{slices}-px{size}"
+
+
+def load_cohort(
+    manifest: str | Path | None,
+    data_dir: str | Path,
+    *,
+    image_size: int,
+    fov_mm: float,
+    synth_patients: int = 164,
+    synth_seed: int = 0,
+    synth_slices: int = 24,
+    synth_size: int = 128,
+    workers: int | None = None,
+    show_progress: bool = True,
+) -> Cohort:
+    """Materialise the cohort: generate the synthetic one if no manifest is given, then prepare it.
+
+    Both steps are cached under ``data_dir`` (``synthetic/`` and ``cache/``), so every notebook
+    can call this and only the first pays.
+    """
+    synthetic = not manifest
+    if synthetic:
+        from pdstudy.data.synth import ensure_cohort
+
+        out = synthetic_dir(data_dir, patients=synth_patients, seed=synth_seed, slices=synth_slices, size=synth_size)
+        manifest = ensure_cohort(out, patients=synth_patients, seed=synth_seed, slices=synth_slices,
+                                 size=synth_size, show_progress=show_progress)
+    manifest_path = Path(manifest).resolve()  # type: ignore[arg-type]
+    df = read_manifest(manifest_path)
+    prepared = prepare(manifest_path, Path(data_dir) / "cache",
+                       config=PrepareConfig(image_size=int(image_size), fov_mm=float(fov_mm)),
+                       workers=workers, show_progress=show_progress)
+    return Cohort(manifest_path=manifest_path, manifest=df, prepared=prepared, synthetic=synthetic)
+
+
+def patient_flow(manifest: pd.DataFrame, qc: pd.DataFrame) -> dict:
+    """Counts for the patient-flow diagram: screened, exclusions by reason, included, per split."""
+
+    merged = manifest[["patient_id", "split", "response"]].merge(qc[["patient_id", "status", "reason"]],
+                                                                  on="patient_id", how="left")
+    excluded = merged[merged["status"] != "included"]
+    included = merged[merged["status"] == "included"]
+    splits = {}
+    for split, grp in included[included["split"] != ""].groupby("split", sort=False):
+        splits[split] = {r: int((grp["response"] == r).sum()) for r in RESPONSES} | {"n": len(grp)}
+    return {
+        "screened": len(merged),
+        "excluded": excluded["reason"].fillna("not processed").map(reason_category).value_counts().to_dict(),
+        "included": len(included),
+        "unassigned": int((included["split"] == "").sum()),
+        "splits": splits,
+    }
+
+
+def _percent(k: int, n: int) -> str:
+    return f"{k} ({100.0 * k / n:.1f}%)" if n else f"{k} (-)"
+
+
+def table1(patients: pd.DataFrame, splits: tuple[str, ...] = ("train", "test")) -> pd.DataFrame:
+    """Table 1 regenerated from the manifest: counts and percentages per split x response.
+
+    Each categorical row gets an exact test of response group vs level within each split
+    (Fisher's exact test for 2 levels, Fisher-Freeman-Halton for more); age gets a
+    Mann-Whitney U test and is shown as mean (min-max).
+
+    Parameters
+    ----------
+    patients : DataFrame
+        Included patients (manifest columns; see :meth:`Cohort.patients`).
+    splits : tuple of str
+        Splits to tabulate, in column order.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``characteristic, level`` then one column per split x response (headed like
+        ``train GR (n=73)``) and ``p (<split>)`` per split.
+    """
+    from pdstudy.stats import fisher_exact_rxc
+
+    groups = {(s, r): patients[(patients["split"] == s) & (patients["response"] == r)]
+              for s in splits for r in RESPONSES}
+    headers = {(s, r): f"{s} {paper_label(r)} (n={len(groups[s, r])})" for s in splits for r in RESPONSES}
+    rows: list[dict] = []
+    if "age" in patients and (patients["age"] != "").any():
+        row = {"characteristic": "Age, years", "level": "mean (min-max)"}
+        for s in splits:
+            ages = {}
+            for r in RESPONSES:
+                a = pd.to_numeric(groups[s, r]["age"], errors="coerce").dropna()
+                ages[r] = a
+                row[headers[s, r]] = f"{a.mean():.1f} ({a.min():.0f}-{a.max():.0f})" if len(a) else "-"
+            ok = all(len(a) > 0 for a in ages.values())
+            row[f"p ({s})"] = float(sps.mannwhitneyu(ages["good"], ages["poor"]).pvalue) if ok else np.nan
+        rows.append(row)
+    for col, (name, levels) in TABLE1_CATEGORICAL.items():
+        if col not in patients or (patients[col] == "").all():
+            continue
+        pvals = {}
+        for s in splits:
+            counts = np.array([[int((groups[s, r][col] == lv).sum()) for lv in levels] for r in RESPONSES])
+            keep = counts.sum(axis=0) > 0
+            pvals[s] = fisher_exact_rxc(counts[:, keep]) if keep.sum() >= 2 and (counts.sum(axis=1) > 0).all() \
+                else np.nan
+        for i, (lv, label) in enumerate(levels.items()):
+            row = {"characteristic": name if i == 0 else "", "level": label}
+            for s in splits:
+                for r in RESPONSES:
+                    g = groups[s, r]
+                    row[headers[s, r]] = _percent(int((g[col] == lv).sum()), int((g[col] != "").sum()))
+                row[f"p ({s})"] = pvals[s] if i == 0 else np.nan
+            rows.append(row)
+    cols = ["characteristic", "level", *[headers[s, r] for s in splits for r in RESPONSES],
+            *[f"p ({s})" for s in splits]]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def example_slices(cohort: Cohort, *, per_group: int = 4, seed: int = 0) -> dict[str, list[np.ndarray]]:
+    """A few windowed slices per response group for a figure.
+
+    Patients are drawn at random (fixed ``seed``); for each, the slice with the largest tumour
+    mask when masks exist (synthetic cohort), otherwise the middle slice of the kept range.
+    """
+    rng = np.random.default_rng(seed)
+    pts = cohort.patients()
+    prepared = cohort.prepared
+    out: dict[str, list[np.ndarray]] = {}
+    for resp in RESPONSES:
+        ids = pts.loc[pts["response"] == resp, "patient_id"].to_numpy()
+        chosen = rng.choice(ids, size=min(per_group, len(ids)), replace=False) if len(ids) else []
+        imgs = []
+        for pid in chosen:
+            rows = prepared.patient_slices(str(pid))
+            if prepared.masks is not None:
+                area = np.asarray(prepared.masks[rows]).reshape(len(rows), -1).sum(axis=1)
+                row = rows[int(np.argmax(area))]
+            else:
+                row = rows[len(rows) // 2]
+            imgs.append(np.asarray(prepared.images[row]))
+        out[resp] = imgs
+    return out

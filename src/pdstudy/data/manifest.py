@@ -1,0 +1,190 @@
+"""Cohort manifest: schema, loading and validation.
+
+The manifest is a CSV with one row per screened patient. The schema is documented in
+``data_manifest/README.md``; :data:`COLUMNS` is its machine-readable form. Structural
+errors (missing columns, duplicate IDs, unknown codes) raise :class:`ManifestError`
+naming the row and column before any work starts; per-patient problems found later
+(missing folder, unreadable files) exclude only that patient.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from pdstudy.core.vocab import RECIST_CODES, RECIST_TO_RESPONSE, RESPONSES, SPLITS
+
+
+@dataclass(frozen=True)
+class Column:
+    """One manifest column: whether it is required and which codes it accepts."""
+
+    name: str
+    required: bool
+    description: str
+    codes: tuple[str, ...] | None = None
+
+
+#: Codes of the clinical covariates (Table 1 of the paper).
+SEX_CODES = ("F", "M")
+LAUREN_CODES = ("intestinal", "diffuse_mixed", "undifferentiated")
+MARKER_CODES = ("normal", "elevated")
+CT_CODES = ("T3", "T4a", "T4b")
+CN_CODES = ("N0-1", "N2-3")
+CM_CODES = ("M0", "M1")
+
+COLUMNS: tuple[Column, ...] = (
+    Column("patient_id", True, "pseudonymous patient ID (letters, digits, '-', '_'); never a hospital ID"),
+    Column("split", True, "train | val | test; empty for a screened patient not assigned to a split", SPLITS),
+    Column("response", True, "good | poor (good = RECIST CR/PR, poor = SD/PD); empty only when split is empty",
+           RESPONSES),
+    Column("recist", True, "CR | PR | SD | PD (RECIST 1.1); may be empty only when split is empty", RECIST_CODES),
+    Column("dicom_dir", True, "folder of this patient's DICOM files, relative to the manifest (any layout below it)"),
+    Column("pvp_series_uid", False, "SeriesInstanceUID of the portal-venous series; overrides the header heuristics"),
+    Column("z_from_mm", False, "one end of the slice range to keep, as ImagePositionPatient z in mm (inclusive)"),
+    Column("z_to_mm", False, "other end of the slice range to keep, in mm (inclusive); either order"),
+    Column("exclusion", False, "reason recorded before imaging was read (e.g. metastasis_outside_abdominal_cavity)"),
+    Column("mask_path", False, "optional .npz with a tumour mask (synthetic cohort), relative to the manifest"),
+    Column("age", False, "age in years at baseline (integer)"),
+    Column("sex", False, "F | M", SEX_CODES),
+    Column("lauren", False, "Lauren type: intestinal | diffuse_mixed | undifferentiated", LAUREN_CODES),
+    Column("cea", False, "CEA: normal (<= 5.0 ng/ml) | elevated", MARKER_CODES),
+    Column("ca199", False, "CA19-9: normal (<= 35.0 U/ml) | elevated", MARKER_CODES),
+    Column("ct_stage", False, "clinical T stage: T3 | T4a | T4b", CT_CODES),
+    Column("cn_stage", False, "clinical N stage: N0-1 | N2-3", CN_CODES),
+    Column("cm_stage", False, "clinical M stage: M0 | M1", CM_CODES),
+)
+COLUMN_NAMES = tuple(c.name for c in COLUMNS)
+REQUIRED = tuple(c.name for c in COLUMNS if c.required)
+COVARIATES = ("age", "sex", "lauren", "cea", "ca199", "ct_stage", "cn_stage", "cm_stage")
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+class ManifestError(ValueError):
+    """A structural problem in the manifest; raised before any work starts."""
+
+
+def _where(row: int, column: str) -> str:
+    # Row numbers as a spreadsheet shows them: the header is line 1.
+    return f"row {row + 2}, column '{column}'"
+
+
+def validate_manifest(df: pd.DataFrame, source: str = "manifest") -> list[str]:
+    """Check a manifest table and return every structural error found.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The manifest, read with every column as string (see :func:`read_manifest`).
+    source : str
+        Name used in the messages (usually the file name).
+
+    Returns
+    -------
+    list of str
+        One message per problem, each naming the row and column; empty when valid.
+    """
+    errors: list[str] = []
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        return [f"{source}: missing required column(s) {missing}; expected at least {list(REQUIRED)}"]
+    unknown_cols = [c for c in df.columns if c not in COLUMN_NAMES]
+    if unknown_cols:
+        errors.append(f"{source}: unknown column(s) {unknown_cols}; valid columns are {list(COLUMN_NAMES)}")
+
+    seen: dict[str, int] = {}
+    for i, pid in enumerate(df["patient_id"]):
+        if not pid:
+            errors.append(f"{source}: {_where(i, 'patient_id')}: empty patient_id")
+        elif not _ID_RE.match(pid):
+            errors.append(
+                f"{source}: {_where(i, 'patient_id')}: {pid!r} is not a pseudonymous ID "
+                "(1-64 letters, digits, '-' or '_', starting with a letter or digit)"
+            )
+        elif pid in seen:
+            first = seen[pid] + 2
+            errors.append(f"{source}: {_where(i, 'patient_id')}: duplicate patient_id {pid!r} (first at row {first})")
+        else:
+            seen[pid] = i
+
+    for col in COLUMNS:
+        if col.codes is None or col.name not in df.columns:
+            continue
+        for i, value in enumerate(df[col.name]):
+            if value and value not in col.codes:
+                errors.append(
+                    f"{source}: {_where(i, col.name)}: unknown code {value!r}; expected one of {list(col.codes)}")
+
+    for i, row in df.iterrows():
+        assigned = bool(row["split"])
+        for col in ("response", "recist"):
+            if assigned and not row[col]:
+                errors.append(f"{source}: {_where(i, col)}: empty, but the patient is in split {row['split']!r}")
+        if row["recist"] in RECIST_TO_RESPONSE and row["response"] in RESPONSES:
+            expected = RECIST_TO_RESPONSE[row["recist"]]
+            if row["response"] != expected:
+                errors.append(
+                    f"{source}: {_where(i, 'response')}: {row['response']!r} contradicts recist {row['recist']!r} "
+                    f"(RECIST {row['recist']} means {expected!r} response)"
+                )
+        if not row["dicom_dir"]:
+            errors.append(f"{source}: {_where(i, 'dicom_dir')}: empty")
+        elif Path(row["dicom_dir"]).is_absolute() or ".." in Path(row["dicom_dir"]).parts:
+            errors.append(
+                f"{source}: {_where(i, 'dicom_dir')}: must be a path inside the manifest's folder, "
+                f"not {row['dicom_dir']!r}")
+        for col in ("z_from_mm", "z_to_mm", "age"):
+            if col in df.columns and row[col]:
+                try:
+                    float(row[col])
+                except ValueError:
+                    errors.append(f"{source}: {_where(i, col)}: {row[col]!r} is not a number")
+        if "z_from_mm" in df.columns and "z_to_mm" in df.columns and bool(row["z_from_mm"]) != bool(row["z_to_mm"]):
+            errors.append(f"{source}: {_where(i, 'z_to_mm')}: z_from_mm and z_to_mm must be given together")
+    return errors
+
+
+def read_manifest(path: str | Path) -> pd.DataFrame:
+    """Read and validate a manifest CSV.
+
+    Parameters
+    ----------
+    path : str or Path
+        The manifest file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        All columns as strings (empty string for missing values), in file order.
+
+    Raises
+    ------
+    ManifestError
+        If the file is missing or any structural check fails; the message lists every
+        problem with its row and column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"manifest not found: {path}")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path.name}: not a readable CSV file ({exc})") from exc
+    df.columns = [c.strip() for c in df.columns]
+    df = df.apply(lambda s: s.str.strip())
+    errors = validate_manifest(df, source=path.name)
+    if errors:
+        shown = "\n  ".join(errors[:50])
+        more = f"\n  ... and {len(errors) - 50} more" if len(errors) > 50 else ""
+        raise ManifestError(f"{len(errors)} problem(s) in the manifest:\n  {shown}{more}")
+    return df
+
+
+def manifest_checksum(path: str | Path) -> str:
+    """SHA-256 of the manifest file's bytes (identifies the cohort definition in caches and provenance)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -1,0 +1,206 @@
+"""Class activation maps for class ``poor``, their localisation of the tumour, and Fig. 5 overlays.
+
+:func:`compute_cam` runs Grad-CAM (or Grad-CAM++ / EigenCAM, see :data:`CAM_METHODS`, from the
+``grad-cam`` package) at the layer :func:`pdstudy.learn.models.gradcam_target_layer` names: the last
+convolutional feature map the classifier pools. Slices are centre-cropped and normalised exactly
+as in training evaluation (:func:`pdstudy.learn.dataset.centre_crop`, then
+:func:`pdstudy.learn.dataset.to_model_input` with :func:`pdstudy.learn.train.input_norm`). The CAM is
+upsampled (bilinearly, by ``grad-cam``) from that feature map to the crop and min-max scaled to
+[0, 1] per slice, so its resolution is the feature map's, not the crop's: with a 32x downsampling
+network a 56 px crop gives a 2x2 map, four cells of 28 px each (the quick profile builds its ResNet
+and ByobNet stand-ins with ``output_stride=16`` for a 4x4 map at 60 px). Maps of 2x2 or smaller are
+flagged ``too_coarse`` in the returned info, warned about, and noted on the figure; callers must
+report the flag, not hide it.
+
+Localisation against the tumour mask (:func:`localisation_scores`, :func:`localisation_summary`):
+
+- energy in mask: share of the CAM's total energy (sum of its values) inside the tumour mask.
+  Chance: the mask's share of the body (of the whole crop without a body mask), i.e. what a
+  CAM spread uniformly over the body would score.
+- pointing game: a hit when the CAM's peak lies in the tumour mask dilated by 1 pixel (3x3
+  square, so a peak touching the mask edge, including diagonally, counts). When several pixels
+  share the maximum (a plateau, common after upsampling a coarse map) the peak is the maximal
+  pixel nearest the plateau's centroid. Chance: the dilated mask's share of the body (crop).
+
+Slices whose cropped mask is empty, or whose CAM is constant, get no score (NaN).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Final
+
+import numpy as np
+import torch
+from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+
+from pdstudy.core.methods import CAM_METHOD_LABELS
+from pdstudy.learn.dataset import centre_crop, to_model_input
+from pdstudy.learn.models import gradcam_target_layer
+from pdstudy.learn.train import input_norm
+
+__all__ = [
+    "CAM_METHODS",
+    "COARSE_MAX_SIDE",
+    "coarse_message",
+    "compute_cam",
+]
+
+#: CAM method name -> ``grad-cam`` class. EigenCAM uses no gradients and so ignores the target class.
+CAM_METHODS: Final[Mapping[str, type[BaseCAM]]] = MappingProxyType(
+    {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "eigencam": EigenCAM}
+)
+
+
+
+# --------------------------------------------------------------------------- CAMs
+
+
+def _module_name(model: nn.Module, layer: nn.Module) -> str:
+    """Dotted path of ``layer`` in ``model.named_modules()`` (``"?"`` if absent)."""
+    return next((name for name, module in model.named_modules() if module is layer), "?")
+
+
+def _as_uint8_slices(images_uint8: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Validate cached slices: a non-empty uint8 array ``(B, S, S)``."""
+    arr = images_uint8.cpu().numpy() if isinstance(images_uint8, torch.Tensor) else np.asarray(images_uint8)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or not len(arr):
+        raise ValueError(f"images must be uint8 slices of shape (B, S, S) with B >= 1, got {arr.dtype} {arr.shape}")
+    return arr
+
+
+def _model_input(model: nn.Module, images_uint8: np.ndarray, crop_size: int) -> torch.Tensor:
+    """uint8 slices ``(B, S, S)`` -> centre-cropped, normalised model input, as training evaluation does."""
+    x = torch.from_numpy(np.array(images_uint8)).unsqueeze(1).float().div_(255.0)
+    return to_model_input(centre_crop(x, crop_size), *input_norm(model))
+
+
+def compute_cam(
+    model: nn.Module,
+    arch_name: str,
+    images_uint8: np.ndarray | torch.Tensor,
+    *,
+    crop_size: int,
+    method: str = "gradcam",
+    target_class: int = 1,
+    batch_size: int = 32,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Class activation maps of ``target_class`` (1 = ``poor``) for a batch of cached slices.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A classifier from :func:`pdstudy.learn.models.build_model` (any device). It is run in eval mode;
+        its training mode, ``requires_grad`` flags and parameter ``.grad`` are restored afterwards.
+    arch_name : str
+        The architecture name the model was built with (selects the target layer).
+    images_uint8 : ndarray or Tensor
+        Windowed slices ``(B, S, S)``, uint8, as in the slice cache (``PreparedCohort.images[rows]``).
+    crop_size : int
+        Centre crop fed to the model (the evaluation crop of the run).
+    method : str
+        Key of :data:`CAM_METHODS`.
+    target_class : int
+        Class whose logit is explained (``ClassifierOutputTarget``); 1 = ``poor``.
+    batch_size : int
+        Slices per forward/backward pass.
+
+    Returns
+    -------
+    cams : ndarray
+        ``(B, crop_size, crop_size)`` float32 in [0, 1], aligned with the centre crop.
+    info : dict
+        ``method``, ``arch``, ``target_class``, ``target_layer`` (module path), ``crop_size``,
+        ``feature_map_size`` (h, w) at the target layer (hooked), ``cell_px`` (crop pixels per
+        feature-map cell), ``too_coarse`` (bool), ``message`` (the too-coarse message or None),
+        ``probs`` (``(B,)`` softmax probability of ``target_class`` from the same forward pass) and
+        ``method_note`` (for EigenCAM: class-agnostic).
+
+    Warns
+    -----
+    RuntimeWarning
+        When the feature map is 2x2 or smaller (``info["too_coarse"]``).
+    """
+    if method not in CAM_METHODS:
+        raise ValueError(f"unknown CAM method {method!r}; valid choices: {', '.join(CAM_METHODS)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    layer = gradcam_target_layer(model, arch_name)
+    images = _as_uint8_slices(images_uint8)
+    _model_input(model, images[:1], crop_size)  # fail early on a bad crop, before touching the model
+    params = list(model.parameters())
+    saved = [(p.requires_grad, p.grad) for p in params]
+    was_training = model.training
+    shapes: list[tuple[int, ...]] = []
+
+    def record_shape(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+        shapes.append(tuple(output.shape))
+
+    hook = layer.register_forward_hook(record_shape)
+    cams, probs = [], []
+    try:
+        model.eval()
+        for p in params:  # gradients are needed at the feature map only, not for the weights
+            p.requires_grad_(False)
+        with torch.enable_grad(), CAM_METHODS[method](model=model, target_layers=[layer]) as cam:
+            device = next(model.parameters()).device
+            for i in range(0, len(images), batch_size):
+                x = _model_input(model, images[i:i + batch_size], crop_size).to(device).requires_grad_(True)
+                targets = [ClassifierOutputTarget(target_class)] * len(x)
+                try:
+                    cams.append(cam(input_tensor=x, targets=targets))
+                except IndexError as exc:  # grad-cam's __exit__ would swallow an IndexError
+                    raise RuntimeError(f"{method} failed on {arch_name}: {exc}") from exc
+                probs.append(torch.softmax(cam.outputs.detach().float(), dim=1)[:, target_class].cpu().numpy())
+    finally:
+        hook.remove()
+        for p, (requires_grad, grad) in zip(params, saved):
+            p.requires_grad_(requires_grad)
+            p.grad = grad
+        model.train(was_training)
+    height, width = shapes[-1][-2:]
+    message = coarse_message(height, width)
+    layer_name = _module_name(model, layer)
+    if message:
+        warnings.warn(f"{message} ({CAM_METHOD_LABELS[method]} at {layer_name} of {arch_name}, {crop_size} px crop: "
+                      f"each cell covers {crop_size / height:.0f} px)", RuntimeWarning, stacklevel=2)
+    info: dict[str, Any] = {
+        "method": method,
+        "arch": arch_name,
+        "target_class": target_class,
+        "target_layer": layer_name,
+        "crop_size": crop_size,
+        "feature_map_size": (int(height), int(width)),
+        "cell_px": crop_size / height,
+        "too_coarse": message is not None,
+        "message": message,
+        "probs": np.concatenate(probs),
+        "method_note": ("class-agnostic: first principal component of the activations, target class ignored"
+                        if method == "eigencam" else None),
+    }
+    return np.clip(np.concatenate(cams).astype(np.float32), 0.0, 1.0), info
+
+
+# --------------------------------------------------------------------------- localisation
+
+
+# --------------------------------------------------------------------------- examples
+
+
+# --------------------------------------------------------------------------- figure
+
+
+#: A feature map whose shorter side is at most this many cells is too coarse to interpret.
+COARSE_MAX_SIDE: Final = 2
+
+
+def coarse_message(height: int, width: int) -> str | None:
+    """``"feature map HxW is too coarse to interpret"`` when a side is <= :data:`COARSE_MAX_SIDE`, else None."""
+    if min(height, width) <= COARSE_MAX_SIDE:
+        return f"feature map {height}x{width} is too coarse to interpret"
+    return None

@@ -1,0 +1,252 @@
+"""Batches of CT slices from the slice cache, with the paper's augmentation done batched on tensors.
+
+Training never touches DICOM: slices come from the uint8 memory-mapped cache written by
+``prepare``. Augmentation (flip, rotation, scaling, shift, then a random crop) runs on whole
+batches in-process with ``affine_grid``/``grid_sample``, which keeps 2 CPU cores busy with the
+network instead of per-sample Python. All randomness derives from ``(seed, epoch, step)``
+(:func:`derive_seed`), so a resumed run draws exactly what an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from pdstudy.core.hashing import derive_seed
+from pdstudy.core.vocab import label_of
+from pdstudy.data.cache import PreparedCohort
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def loader_settings(device: torch.device) -> dict[str, int | bool]:
+    """Batch loading for ``device``: ``{"workers": n, "pin_memory": bool}`` for :meth:`SliceSet.train_batches`.
+
+    CPU: no worker processes (the cores are shared by loading and compute; augmentation is
+    batched in-process). CUDA: worker processes prepare the next batches in pinned memory while
+    the GPU trains (one core left to the main process, at most 8 workers).
+    """
+    if device.type != "cuda":
+        return {"workers": 0, "pin_memory": False}
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return {"workers": max(1, min(8, cores - 1)), "pin_memory": True}
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Random geometric augmentation of the paper (flip, rotation, scaling, shift) and the crop.
+
+    Parameters
+    ----------
+    crop_size : int
+        Side of the random (training) or centre (evaluation) crop; 224 of 256 in the paper.
+    hflip : float
+        Probability of a left-right flip.
+    rotate_deg : float
+        Rotations drawn uniformly from ``[-rotate_deg, rotate_deg]``.
+    scale : (float, float)
+        Isotropic zoom range.
+    shift : float
+        Translation as a fraction of the image side, drawn from ``[-shift, shift]`` per axis.
+    """
+
+    crop_size: int = 224
+    hflip: float = 0.5
+    rotate_deg: float = 15.0
+    scale: tuple[float, float] = (0.9, 1.1)
+    shift: float = 0.08
+
+
+def check_crop(image_size: int, crop_size: int) -> None:
+    """Raise a clear error when the crop cannot fit in the cached image."""
+    if not 1 <= crop_size <= image_size:
+        raise ValueError(f"crop_size must be between 1 and the cached image_size ({image_size}), got {crop_size}")
+
+
+def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator, *,
+                  batch: int | None = None, offset: int = 0) -> torch.Tensor:
+    """Augment a batch ``(B, 1, H, W)`` in [0, 1] and random-crop it to ``cfg.crop_size``.
+
+    ``x`` may be the shard ``[offset, offset + B)`` of a global batch of ``batch`` images
+    (data-parallel training): the parameters are drawn for the whole global batch, so each image
+    is augmented exactly as it would be in one process.
+    """
+    b, _, h, w = x.shape
+    n = b if batch is None else batch
+    if offset < 0 or offset + b > n:
+        raise ValueError(f"shard [{offset}, {offset + b}) does not fit in a batch of {n}")
+    check_crop(min(h, w), cfg.crop_size)
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(n, generator=generator)
+
+    c = cfg.crop_size
+    angle = uniform(-cfg.rotate_deg, cfg.rotate_deg) * math.pi / 180.0
+    zoom = uniform(*cfg.scale)
+    tx, ty = uniform(-cfg.shift, cfg.shift) * 2.0, uniform(-cfg.shift, cfg.shift) * 2.0
+    flip = torch.where(torch.rand(n, generator=generator) < cfg.hflip, -1.0, 1.0)
+    top = torch.randint(0, h - c + 1, (n,), generator=generator)
+    left = torch.randint(0, w - c + 1, (n,), generator=generator)
+    if b == 0:
+        return x.new_zeros((0, 1, c, c))
+    if n != b:
+        keep = slice(offset, offset + b)
+        angle, zoom, tx, ty, flip, top, left = (t[keep] for t in (angle, zoom, tx, ty, flip, top, left))
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    rows = top[:, None] + torch.arange(c)[None]
+    cols = left[:, None] + torch.arange(c)[None]
+    idx = torch.arange(b)[:, None, None]
+    return x[:, 0][idx, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
+
+
+def centre_crop(x: torch.Tensor, crop_size: int) -> torch.Tensor:
+    """Centre crop ``(B, C, H, W)`` to ``crop_size`` (evaluation: no augmentation)."""
+    h, w = x.shape[-2:]
+    check_crop(min(h, w), crop_size)
+    top, left = (h - crop_size) // 2, (w - crop_size) // 2
+    return x[..., top:top + crop_size, left:left + crop_size]
+
+
+def to_model_input(
+    x: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD
+) -> torch.Tensor:
+    """Grey ``(B, 1, H, W)`` in [0, 1] -> ``(B, len(mean), H, W)`` normalised as the model's weights expect.
+
+    The slice is replicated to every channel, so ImageNet weights apply unchanged.
+    """
+    channels = len(mean)
+    x = x.expand(-1, channels, -1, -1) if channels > 1 else x
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+class SliceSet:
+    """The slices of a set of patients in a prepared cohort, with their labels (1 = poor).
+
+    Parameters
+    ----------
+    prepared : PreparedCohort
+        The slice cache.
+    patients : DataFrame
+        Rows with ``patient_id`` and ``response``; every patient must be in the cache.
+    """
+
+    def __init__(self, prepared: PreparedCohort, patients: pd.DataFrame) -> None:
+        self.prepared = prepared
+        self.patient_ids = [str(p) for p in patients["patient_id"]]
+        self.labels = {str(p): label_of(r) for p, r in zip(patients["patient_id"], patients["response"])}
+        self.rows = {pid: prepared.patient_slices(pid) for pid in self.patient_ids}
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.rows.values())
+
+    def epoch_rows(self, seed: int, epoch: int, slices_per_patient: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """Shuffled cache rows and labels for one training epoch.
+
+        With ``slices_per_patient`` each patient contributes that many of its slices, drawn
+        afresh every epoch (all of them when it has fewer), so large and small patients weigh
+        alike.
+        """
+        rng = np.random.default_rng(derive_seed(seed, "epoch-rows", epoch))
+        rows, labels = [], []
+        for pid in self.patient_ids:
+            r = self.rows[pid]
+            if slices_per_patient and len(r) > slices_per_patient:
+                r = np.sort(rng.choice(r, size=slices_per_patient, replace=False))
+            rows.append(r)
+            labels.append(np.full(len(r), self.labels[pid]))
+        rows_a, labels_a = np.concatenate(rows), np.concatenate(labels)
+        order = rng.permutation(len(rows_a))
+        return rows_a[order], labels_a[order]
+
+    def load(self, rows: np.ndarray) -> torch.Tensor:
+        """Cache rows -> float tensor ``(B, 1, H, W)`` in [0, 1]."""
+        idx = np.sort(rows)
+        inverse = np.argsort(np.argsort(rows))
+        arr = np.asarray(self.prepared.images[idx])[inverse]
+        # One pass uint8 -> float32 / 255 (bitwise equal to torch's .float().div_(255.0), several times faster).
+        return torch.from_numpy(np.divide(arr, np.float32(255.0), dtype=np.float32)).unsqueeze(1)
+
+    def train_batches(
+        self, *, seed: int, epoch: int, batch_size: int, slices_per_patient: int | None, augment: AugmentConfig,
+        start_step: int = 0, workers: int = 0, pin_memory: bool = False, shard: tuple[int, int] | None = None,
+    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """``(step, images, labels)`` of one epoch; images augmented, cropped, not yet normalised.
+
+        ``workers > 0`` builds the batches in DataLoader worker processes (CUDA, see
+        :func:`loader_settings`); ``pin_memory`` returns them in page-locked memory. Every batch
+        depends only on ``(seed, epoch, step)``, so both paths yield identical tensors.
+        ``shard=(rank, world_size)`` yields only that process's contiguous share of each global
+        batch (:func:`pdstudy.learn.distributed.shard_bounds`), augmented as in the global batch.
+        """
+        steps = _EpochSteps(self, *self.epoch_rows(seed, epoch, slices_per_patient), seed=seed, epoch=epoch,
+                            batch_size=batch_size, augment=augment, start_step=start_step, shard=shard)
+        if workers > 0:
+            loader = torch.utils.data.DataLoader(steps, batch_size=None, shuffle=False, num_workers=workers,
+                                                 pin_memory=pin_memory and torch.cuda.is_available())
+            for i, (x, y) in enumerate(loader):
+                yield start_step + i, x, y
+            return
+        pin = pin_memory and torch.cuda.is_available()
+        for i in range(len(steps)):
+            x, y = steps[i]
+            yield start_step + i, (x.pin_memory() if pin else x), y
+
+    def slices_per_epoch(self, slices_per_patient: int | None) -> int:
+        """Training slices drawn per epoch (all of a patient's slices when ``slices_per_patient`` is None)."""
+        return sum(min(len(r), slices_per_patient) if slices_per_patient else len(r) for r in self.rows.values())
+
+    def steps_per_epoch(self, batch_size: int, slices_per_patient: int | None) -> int:
+        n = self.slices_per_epoch(slices_per_patient)
+        return math.ceil(n / batch_size)
+
+    def eval_batches(self, *, batch_size: int, crop_size: int) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """``(cache rows, centre-cropped images)`` over every slice of every patient, in order."""
+        rows = np.concatenate([self.rows[p] for p in self.patient_ids])
+        for i in range(0, len(rows), batch_size):
+            r = rows[i:i + batch_size]
+            yield r, centre_crop(self.load(r), crop_size)
+
+
+class _EpochSteps(torch.utils.data.Dataset):
+    """One epoch's augmented training batches, indexed by step (from ``start_step``), for DataLoader workers."""
+
+    def __init__(self, data: SliceSet, rows: np.ndarray, labels: np.ndarray, *, seed: int, epoch: int,
+                 batch_size: int, augment: AugmentConfig, start_step: int = 0,
+                 shard: tuple[int, int] | None = None) -> None:
+        self.data, self.rows, self.labels = data, rows, labels
+        self.seed, self.epoch, self.batch_size, self.augment = seed, epoch, batch_size, augment
+        self.start_step = start_step
+        self.shard = shard
+        self.n_steps = math.ceil(len(rows) / batch_size)
+
+    def __len__(self) -> int:
+        return max(0, self.n_steps - self.start_step)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        step = self.start_step + i
+        if not 0 <= i < len(self):
+            raise IndexError(f"step {step} out of range (epoch has {self.n_steps} steps)")
+        sl = slice(step * self.batch_size, (step + 1) * self.batch_size)
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, "augment", self.epoch, step))
+        if self.shard is not None:  # data-parallel: this process's contiguous share of the global batch
+            from pdstudy.learn.distributed import shard_bounds
+
+            rows, labels = self.rows[sl], self.labels[sl]
+            lo, hi = shard_bounds(len(rows), *self.shard)
+            x = augment_batch(self.data.load(rows[lo:hi]), self.augment, gen, batch=len(rows), offset=lo)
+            return x, torch.from_numpy(labels[lo:hi]).long()
+        x = augment_batch(self.data.load(self.rows[sl]), self.augment, gen)
+        return x, torch.from_numpy(self.labels[sl]).long()

@@ -1,0 +1,267 @@
+"""Baselines, knowledge distillation (KD) and Progressive Distill (PD) chains, with a stage cache.
+
+A *chain* is a list of architectures, e.g. ``efficientnet_b0>efficientnet_b3>efficientnet_b7``.
+Stage 0 is a teacher trained with label-smoothed cross-entropy; every later stage is a student
+distilled from the stage before it (Algorithm 1), which then becomes the next teacher.
+
+========== ================= ========================================================
+method     stages            students
+========== ================= ========================================================
+baseline   1                 (none: the teacher alone)
+kd         2                 one student, no model noise
+pd         >= 3 (2+ iters)   noisy students (dropout + stochastic depth), each the next teacher
+========== ================= ========================================================
+
+The ablation of Table 4 uses the same machinery: KD = ``kd`` with 2 stages; KD + model noise =
+``pd`` with 2 stages (one noisy iteration); KD + noise + multiple iterations = ``pd`` with 3.
+
+A stage is reused only when its key matches: architecture and weights, noise, training
+configuration, the sorted training-patient IDs, fold, repeat, seed, the manifest checksum and
+preprocessing, and the hash of the upstream teacher's checkpoint. So notebooks 03-05 reuse the
+teachers of notebook 02, and no fold can reuse a model that saw its test patients.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from pdstudy.core.hashing import derive_seed, sha256_file, stable_hash
+from pdstudy.core.io import write_csv, write_json
+from pdstudy.core.methods import METHOD_KINDS, Method, display_arch  # noqa: F401 (re-exported)
+from pdstudy.data.cache import PreparedCohort
+from pdstudy.data.predictions import PREDICTION_COLUMNS
+from pdstudy.data.splits import ids_hash
+from pdstudy.learn import distributed
+from pdstudy.learn.dataset import SliceSet
+from pdstudy.learn.models import QUICK_STAND_INS, build_model, get_architecture
+from pdstudy.learn.train import (
+    TrainConfig,
+    load_checkpoint,
+    patient_scores,
+    predict_slices,
+    save_checkpoint,
+    train_model,
+)
+
+
+def parse_chain(chain: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``"a>b>c"`` or a list -> tuple of architecture names (validated)."""
+    parts = tuple(p.strip() for p in (chain.split(">") if isinstance(chain, str) else chain))
+    if not parts or any(not p for p in parts):
+        raise ValueError(f"chain {chain!r} must name architectures separated by '>'")
+    for p in parts:
+        get_architecture(p)  # raises with the valid choices
+    return parts
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """How models are built: weights, stand-ins and the students' noise.
+
+    Parameters
+    ----------
+    pretrained : bool or "auto"
+        ImageNet weights from timm's hub cache (Algorithm 1 initialises every model from them).
+    weights_dir : str, optional
+        Folder of local weight files named ``<timm tag>.safetensors`` or ``.pth`` (offline use).
+    stand_ins : bool
+        Build the quick-profile stand-in of each paper architecture (tiny timm test models).
+    drop_rate, drop_path_rate : float
+        Students' model noise in PD (0 for teachers and KD students).
+    """
+
+    pretrained: bool | str = False
+    weights_dir: str | None = None
+    stand_ins: bool = False
+    drop_rate: float = 0.2
+    drop_path_rate: float = 0.2
+
+    def built_arch(self, name: str) -> str:
+        """The architecture actually built for a study name."""
+        if not self.stand_ins:
+            return name
+        if name in QUICK_STAND_INS:
+            return QUICK_STAND_INS[name]
+        raise ValueError(f"no quick-profile stand-in for {name!r}; stand-ins exist for {sorted(QUICK_STAND_INS)}")
+
+    def build(self, name: str, *, noisy: bool) -> torch.nn.Module:
+        arch = self.built_arch(name)
+        weights = None
+        if self.weights_dir:
+            tag = get_architecture(arch).timm_tag
+            for suffix in (".safetensors", ".pth", ".pt"):
+                cand = Path(self.weights_dir) / f"{tag}{suffix}"
+                if cand.exists():
+                    weights = cand
+                    break
+        return build_model(arch, pretrained=self.pretrained, weights_path=weights,  # type: ignore[arg-type]
+                           drop_rate=self.drop_rate if noisy else 0.0,
+                           drop_path_rate=self.drop_path_rate if noisy else 0.0)
+
+
+@dataclass
+class StageResult:
+    """A trained (or reused) stage: its checkpoint, slice probabilities and bookkeeping."""
+
+    key: str
+    folder: Path
+    checkpoint: Path
+    checkpoint_sha256: str
+    slice_probs: dict[int, float]
+    wall_seconds: float
+    reused: bool
+    meta: dict[str, Any]
+
+    def load_model(self, settings: ModelSettings) -> torch.nn.Module:
+        model = settings.build(self.meta["arch"], noisy=self.meta["noisy"])
+        state = load_checkpoint(self.checkpoint)
+        if state is None:
+            raise RuntimeError(f"stage checkpoint {self.checkpoint} failed its hash check")
+        model.load_state_dict(state["model"])
+        return model.eval()
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a stage needs besides its own architecture."""
+
+    prepared: PreparedCohort
+    patients: pd.DataFrame  # included patients with split (train / val / test), response, recist
+    train_cfg: TrainConfig
+    settings: ModelSettings
+    stage_root: Path
+    seed: int = 0
+    fold: int = -1
+    repeat: int = 0
+    top_k: int = 10
+    progress: bool = True
+
+    def subset(self, *splits: str) -> SliceSet:
+        return SliceSet(self.prepared, self.patients[self.patients["split"].isin(splits)])
+
+
+def stage_key(ctx: Context, arch: str, *, noisy: bool, upstream_sha: str | None) -> str:
+    """The stage-cache key (see the module docstring for what it covers)."""
+    train_ids = ctx.patients.loc[ctx.patients["split"] == "train", "patient_id"]
+    val_ids = ctx.patients.loc[ctx.patients["split"] == "val", "patient_id"]
+    built = get_architecture(ctx.settings.built_arch(arch))
+    return stable_hash({
+        "arch": arch, "built": ctx.settings.built_arch(arch), "pretrained": str(ctx.settings.pretrained),
+        "model": {"tag": built.timm_tag, "kwargs": dict(built.model_kwargs)},
+        "weights_dir": bool(ctx.settings.weights_dir),
+        "noise": [ctx.settings.drop_rate, ctx.settings.drop_path_rate] if noisy else [0.0, 0.0],
+        "train": ctx.train_cfg.to_dict() if upstream_sha else
+        {k: v for k, v in ctx.train_cfg.to_dict().items() if k not in ("alpha", "temperature", "kd_convention")},
+        "train_ids": ids_hash(train_ids), "val_ids": ids_hash(val_ids), "fold": ctx.fold, "repeat": ctx.repeat,
+        "seed": ctx.seed, "manifest": ctx.prepared.meta["manifest_sha256"], "cache": ctx.prepared.root.name,
+        "upstream": upstream_sha, "top_k": ctx.top_k,
+    }, length=20)
+
+
+def run_stage(ctx: Context, arch: str, *, noisy: bool, teacher: StageResult | None, desc: str) -> StageResult:
+    """Train one stage, or reuse it when its key matches a finished stage."""
+    key = stage_key(ctx, arch, noisy=noisy, upstream_sha=teacher.checkpoint_sha256 if teacher else None)
+    folder = ctx.stage_root / key
+    final = folder / "final.pt"
+    meta_path = folder / "meta.json"
+    # torchrun: rank 0's view of the cache decides for every rank (identity in one process).
+    if distributed.broadcast_object(meta_path.exists() and load_checkpoint(final) is not None):
+        return _cached_stage(key, folder)
+    with torch.random.fork_rng(devices=[]):
+        # Random initialisation (and any randomly initialised head) is part of the stage's identity.
+        torch.manual_seed(derive_seed(ctx.seed, "init", key))
+        model = ctx.settings.build(arch, noisy=noisy)
+    teacher_model = teacher.load_model(ctx.settings) if teacher else None
+    train_set = ctx.subset("train")
+    val_set = ctx.subset("val") if (ctx.patients["split"] == "val").any() else None
+    outcome = train_model(model, train_set, ctx.train_cfg, seed=ctx.seed, ckpt_dir=folder / "checkpoints",
+                          teacher=teacher_model, val_set=val_set, top_k=ctx.top_k, progress=ctx.progress,
+                          desc=desc)
+    if not distributed.world().main:  # rank 0 scores every patient once and writes the stage
+        distributed.barrier()
+        return _cached_stage(key, folder)
+    everyone = ctx.subset("train", "val", "test")
+    probs = predict_slices(outcome.model, everyone, ctx.train_cfg)
+    write_csv(folder / "slice_probs.csv", pd.DataFrame({
+        "row": list(probs), "patient_id": [_row_patient(ctx.prepared, r) for r in probs], "prob": list(probs.values()),
+    }))
+    sha = save_checkpoint(final, {"model": outcome.model.state_dict(), "epoch": outcome.selected_epoch})
+    meta = {"key": key, "arch": arch, "built_arch": ctx.settings.built_arch(arch), "noisy": noisy,
+            "teacher_key": teacher.key if teacher else None, "wall_seconds": round(outcome.wall_seconds, 2),
+            "resumed_from_epoch": outcome.resumed_from_epoch, "selected_epoch": outcome.selected_epoch,
+            "history": outcome.history, "seed": ctx.seed, "fold": ctx.fold, "repeat": ctx.repeat,
+            "train_config": ctx.train_cfg.to_dict(), "settings": asdict(ctx.settings),
+            "world_size": distributed.world().size}
+    write_json(meta_path, meta)
+    distributed.barrier()
+    return StageResult(key, folder, final, sha, probs, outcome.wall_seconds, False, meta)
+
+
+def _cached_stage(key: str, folder: Path) -> StageResult:
+    """A finished stage read back from its folder."""
+    final = folder / "final.pt"
+    meta = json.loads((folder / "meta.json").read_text())
+    probs = pd.read_csv(folder / "slice_probs.csv")
+    return StageResult(key, folder, final, sha256_file(final), dict(zip(probs["row"], probs["prob"])),
+                       meta["wall_seconds"], True, meta)
+
+
+def _row_patient(prepared: PreparedCohort, row: int) -> str:
+    return str(prepared.index.at[row, "patient_id"])
+
+
+@dataclass
+class ChainResult:
+    """All stages of one method, their predictions and the chain's training time."""
+
+    method: Method
+    stages: list[StageResult]
+    predictions: pd.DataFrame
+    train_seconds: float
+
+
+def run_method(ctx: Context, method: Method) -> ChainResult:
+    """Run every stage of a method's chain (reusing cached stages) and collect patient predictions."""
+    stages: list[StageResult] = []
+    teacher = None
+    for i, arch in enumerate(method.chain):
+        noisy = method.noisy_students and i > 0
+        desc = f"{method.label} stage {i}/{len(method.chain) - 1}"
+        teacher = run_stage(ctx, arch, noisy=noisy, teacher=teacher, desc=desc)
+        stages.append(teacher)
+    preds = pd.concat([stage_predictions(ctx, s, method, i) for i, s in enumerate(stages)], ignore_index=True)
+    return ChainResult(method, stages, preds, sum(s.wall_seconds for s in stages))
+
+
+def stage_predictions(ctx: Context, stage: StageResult, method: Method, index: int) -> pd.DataFrame:
+    """Patient-level predictions of one stage in the documented prediction schema."""
+    everyone = ctx.subset("train", "val", "test")
+    scores = patient_scores(everyone, stage.slice_probs, k=ctx.top_k)
+    pts = ctx.patients.set_index("patient_id").loc[scores.index]
+    return pd.DataFrame({
+        "patient_id": scores.index, "split": pts["split"].to_numpy(), "response": pts["response"].to_numpy(),
+        "recist": pts["recist"].to_numpy(), "score": scores.to_numpy(), "method": method.id, "stage": index,
+        "seed": ctx.seed, "fold": ctx.fold, "repeat": ctx.repeat,
+    }, columns=list(PREDICTION_COLUMNS))
+
+
+def timing_table(results: list[ChainResult]) -> pd.DataFrame:
+    """Training wall time per chain (reused stages count with the time they took when trained)."""
+    return pd.DataFrame([{
+        "method": r.method.label, "chain": ">".join(r.method.chain), "stages": len(r.stages),
+        "train_seconds": round(r.train_seconds, 1), "stages_reused": sum(s.reused for s in r.stages),
+    } for r in results])
+
+
+def split_auc(predictions: pd.DataFrame, split: str = "test") -> float:
+    """AUC on one split of one stage's predictions (quick summaries inside notebooks)."""
+    from pdstudy.stats import roc_auc
+
+    test = predictions[predictions["split"] == split]
+    return float(roc_auc((test["response"] == "poor").astype(int).to_numpy(), test["score"].to_numpy()))

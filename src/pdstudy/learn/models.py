@@ -1,0 +1,514 @@
+"""Classifiers of the study: timm CNNs by registry name, with model noise and local weights.
+
+Every model is a timm model created by :func:`build_model` from a study name. Models take
+``in_chans`` = 3 input channels by default: the data pipeline replicates each windowed CT
+slice to 3 channels so that ImageNet weights apply unchanged (with ``in_chans=1`` timm
+folds the pretrained first convolution to one channel instead). Models output
+``num_classes`` = 2 logits; class 1 is the positive class ``poor`` (see :mod:`pdstudy.core.vocab`).
+
+Paper profile (``PAPER_ARCHITECTURES``), the 2D CNNs of Table 2. The study trains at
+224 x 224 crops; "native" is the resolution the ImageNet weights were trained at.
+Parameter counts are for 2 classes, 3 input channels.
+
+| study name         | timm tag                                | native | params  | weights                      |
+|--------------------|-----------------------------------------|--------|---------|------------------------------|
+| resnet50           | ``resnet50.tv_in1k``                    | 224    | 23.5 M  | torchvision V1               |
+| resnet101          | ``resnet101.tv_in1k``                   | 224    | 42.5 M  | torchvision V1               |
+| resnext101_32x8d   | ``resnext101_32x8d.tv_in1k``            | 224    | 86.7 M  | torchvision V1               |
+| densenet121        | ``densenet121.tv_in1k``                 | 224    | 7.0 M   | torchvision                  |
+| densenet201        | ``densenet201.tv_in1k``                 | 224    | 18.1 M  | torchvision                  |
+| vgg11              | ``vgg11.tv_in1k``                       | 224    | 128.8 M | torchvision (no BatchNorm)   |
+| vgg16              | ``vgg16.tv_in1k``                       | 224    | 134.3 M | torchvision (no BatchNorm)   |
+| efficientnet_b0    | ``tf_efficientnet_b0.aa_in1k``          | 224    | 4.0 M   | TF original, AutoAugment     |
+| efficientnet_b3    | ``tf_efficientnet_b3.aa_in1k``          | 300    | 10.7 M  | TF original, AutoAugment     |
+| efficientnet_b7    | ``tf_efficientnet_b7.aa_in1k``          | 600    | 63.8 M  | TF original, AutoAugment     |
+
+``resnext101`` (the name in the paper's Table 2 file) is accepted as an alias of
+``resnext101_32x8d``. timm publishes no native-PyTorch EfficientNet-B7 weights, so the whole
+B0/B3/B7 ladder uses the TF ports (``tf_`` models: "same" padding, BatchNorm eps 1e-3) with one
+recipe. ``ns_jft_in1k`` (Noisy Student) weights were avoided because they come from noisy
+student-teacher training themselves, which would blur the model-noise ablation; ``ap_in1k``
+expects mean = std = 0.5 input normalisation.
+
+Quick profile (``QUICK_ARCHITECTURES``): tiny timm test models with ImageNet weights at
+160 px stand in for the EfficientNet ladder (smallest / small / larger) so the pipeline runs
+on a CPU in seconds. All three have residual blocks, so stochastic depth really acts on them.
+``test_efficientnet`` was rejected: none of its blocks has a skip connection, so timm builds
+its ``DropPath`` modules but never applies them and ``drop_path_rate`` would be a silent no-op.
+Each is built with extra ``timm.create_model`` arguments (``model_kwargs``), part of the stage
+cache key:
+
+| quick name    | timm tag                    | stands in for   | params  | blocks      | model_kwargs     |
+|---------------|-----------------------------|-----------------|---------|-------------|------------------|
+| test_byobnet  | ``test_byobnet.r160_in1k``  | efficientnet_b0 | 200,370 | 4 (with SE) | output_stride=16 |
+| test_convnext | ``test_convnext.r160_in1k`` | efficientnet_b3 | 207,258 | 9 ConvNeXt  | ls_init_value=1  |
+| test_resnet   | ``test_resnet.r160_in1k``   | efficientnet_b7 | 372,882 | 4 ResNet    | output_stride=16 |
+
+Parameter counts are for 2 classes; the quick profile caches 64 px and crops 60 px.
+``output_stride=16`` (a dilated last stage, same weights) keeps a 4x4 last feature map at
+60 px instead of 2x2, so Grad-CAM has something to show. ConvNeXt's layer scale starts at
+1e-6 in timm, which leaves a randomly initialised model almost untrained after the quick
+profile's ~150 steps (training AUC about 0.6 on the synthetic cohort); starting it at 1.0 lets
+it learn. Layer scales are weights, so ImageNet weights, when loaded, replace the start value.
+Even so, in random-init quick runs the ConvNeXt stand-in learns least of the three.
+
+Model noise (``NOISE_CAPABILITIES``) is dropout (``drop_rate``) and stochastic depth
+(``drop_path_rate``), per timm family (the timm module that defines the model):
+
+| family       | drop_rate                        | drop_path_rate                              |
+|--------------|----------------------------------|---------------------------------------------|
+| resnet       | yes, before the classifier       | yes, linear decay over blocks up to the rate|
+| efficientnet | yes, before the classifier       | yes, linear decay over blocks (max < rate)  |
+| byobnet      | yes, before the classifier       | yes, linear decay over blocks up to the rate|
+| convnext     | yes, in the head before the fc   | yes, linear decay over blocks up to the rate|
+| densenet     | yes, before the classifier       | no (timm's DenseNet has no such argument)   |
+| vgg          | yes, in pre-logits MLP and head  | no (timm's VGG has no such argument)        |
+
+Asking for noise a family does not support raises ``ValueError``. Note: the torchvision
+versions of VGG (dropout 0.5) and EfficientNet (dropout 0.2-0.5, stochastic depth 0.2)
+carry noise by default; here all noise defaults to 0 and is set explicitly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Final, Literal
+
+import timm
+from timm.layers import DropPath
+from torch import nn
+
+from pdstudy.core.methods import ARCH_ALIASES
+
+__all__ = [
+    "ALIASES",
+    "NOISE_CAPABILITIES",
+    "PAPER_ARCHITECTURES",
+    "QUICK_ARCHITECTURES",
+    "QUICK_STAND_INS",
+    "Architecture",
+    "PretrainedWeightsUnavailableError",
+    "available_architectures",
+    "build_model",
+    "count_parameters",
+    "get_architecture",
+    "gradcam_target_layer",
+    "model_noise",
+]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One row of an architecture table.
+
+    Attributes
+    ----------
+    timm_tag : str
+        timm model name with pretrained tag, e.g. ``"resnet50.tv_in1k"``.
+    family : str
+        timm module defining the model, a key of :data:`NOISE_CAPABILITIES`.
+    input_size : int
+        Side of the square input the study trains at (paper: 224 crops; quick: CPU smoke size).
+    native_input_size : int
+        Side of the square input the ImageNet weights were trained at.
+    notes : str
+        Provenance and caveats.
+    stands_in_for : str or None
+        For quick-profile models, the paper architecture they replace.
+    model_kwargs : Mapping
+        Extra keyword arguments for ``timm.create_model`` (e.g. ``output_stride``).
+    """
+
+    timm_tag: str
+    family: str
+    input_size: int
+    native_input_size: int
+    notes: str = ""
+    stands_in_for: str | None = None
+    model_kwargs: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def timm_name(self) -> str:
+        """timm registry name without the pretrained tag."""
+        return self.timm_tag.partition(".")[0]
+
+
+_TV = "torchvision weights as re-hosted by timm (what torchvision's pretrained=True gave)"
+_TF_EFFNET = (
+    "TF-ported EfficientNet ('same' padding, BN eps 1e-3), original AutoAugment checkpoints; "
+    "the same recipe for the whole B0/B3/B7 ladder (timm has no native-PyTorch B7 weights)"
+)
+
+PAPER_ARCHITECTURES: Final[Mapping[str, Architecture]] = MappingProxyType(
+    {
+        "resnet50": Architecture("resnet50.tv_in1k", "resnet", 224, 224, _TV),
+        "resnet101": Architecture("resnet101.tv_in1k", "resnet", 224, 224, _TV),
+        "resnext101_32x8d": Architecture(
+            "resnext101_32x8d.tv_in1k",
+            "resnet",
+            224,
+            224,
+            _TV + "; the paper prints ResNext-101 without width, 32x8d is torchvision's classic ResNeXt-101",
+        ),
+        "densenet121": Architecture("densenet121.tv_in1k", "densenet", 224, 224, _TV),
+        "densenet201": Architecture("densenet201.tv_in1k", "densenet", 224, 224, _TV),
+        "vgg11": Architecture(
+            "vgg11.tv_in1k",
+            "vgg",
+            224,
+            224,
+            _TV + "; no BatchNorm; torchvision's head had dropout 0.5 built in",
+        ),
+        "vgg16": Architecture(
+            "vgg16.tv_in1k",
+            "vgg",
+            224,
+            224,
+            _TV + "; no BatchNorm; torchvision's head had dropout 0.5 built in",
+        ),
+        "efficientnet_b0": Architecture("tf_efficientnet_b0.aa_in1k", "efficientnet", 224, 224, _TF_EFFNET),
+        "efficientnet_b3": Architecture("tf_efficientnet_b3.aa_in1k", "efficientnet", 224, 300, _TF_EFFNET),
+        "efficientnet_b7": Architecture("tf_efficientnet_b7.aa_in1k", "efficientnet", 224, 600, _TF_EFFNET),
+    }
+)
+
+QUICK_ARCHITECTURES: Final[Mapping[str, Architecture]] = MappingProxyType(
+    {
+        "test_byobnet": Architecture(
+            "test_byobnet.r160_in1k",
+            "byobnet",
+            64,
+            160,
+            "200,370 params (2 classes); 4 blocks: edge (fused-MBConv-like), dark, basic, bottleneck, with SE",
+            stands_in_for="efficientnet_b0",
+            model_kwargs=MappingProxyType({"output_stride": 16}),
+        ),
+        "test_convnext": Architecture(
+            "test_convnext.r160_in1k",
+            "convnext",
+            64,
+            160,
+            "207,258 params (2 classes); 9 ConvNeXt blocks (depthwise 7x7 conv, LayerNorm, GELU)",
+            stands_in_for="efficientnet_b3",
+            model_kwargs=MappingProxyType({"ls_init_value": 1.0}),
+        ),
+        "test_resnet": Architecture(
+            "test_resnet.r160_in1k",
+            "resnet",
+            64,
+            160,
+            "372,882 params (2 classes); ResNet basic/bottleneck blocks",
+            stands_in_for="efficientnet_b7",
+            model_kwargs=MappingProxyType({"output_stride": 16}),
+        ),
+    }
+)
+
+#: Paper architecture -> quick-profile stand-in.
+QUICK_STAND_INS: Final[Mapping[str, str]] = MappingProxyType(
+    {arch.stands_in_for: name for name, arch in QUICK_ARCHITECTURES.items() if arch.stands_in_for}
+)
+
+#: Other spellings accepted by :func:`get_architecture`.
+ALIASES: Final[Mapping[str, str]] = MappingProxyType(dict(ARCH_ALIASES))
+
+#: Which model noise each timm family accepts (checked against timm's constructors in the tests).
+NOISE_CAPABILITIES: Final[Mapping[str, Mapping[str, bool]]] = MappingProxyType(
+    {
+        "resnet": MappingProxyType({"drop_rate": True, "drop_path_rate": True}),
+        "efficientnet": MappingProxyType({"drop_rate": True, "drop_path_rate": True}),
+        "byobnet": MappingProxyType({"drop_rate": True, "drop_path_rate": True}),
+        "convnext": MappingProxyType({"drop_rate": True, "drop_path_rate": True}),
+        "densenet": MappingProxyType({"drop_rate": True, "drop_path_rate": False}),
+        "vgg": MappingProxyType({"drop_rate": True, "drop_path_rate": False}),
+    }
+)
+
+_NOISE_MEANING: Final = {"drop_rate": "dropout", "drop_path_rate": "stochastic depth"}
+_WEIGHT_SUFFIXES: Final = (".safetensors", ".pth", ".pt", ".bin")
+
+
+class PretrainedWeightsUnavailableError(RuntimeError):
+    """ImageNet weights are neither in the Hugging Face hub cache nor downloadable."""
+
+
+def available_architectures() -> tuple[str, ...]:
+    """Names accepted by :func:`build_model` (paper, then quick profile)."""
+    return (*PAPER_ARCHITECTURES, *QUICK_ARCHITECTURES)
+
+
+def get_architecture(name: str) -> Architecture:
+    """Table row of a study or quick-profile architecture name (aliases resolved).
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not in :data:`PAPER_ARCHITECTURES` or :data:`QUICK_ARCHITECTURES`.
+    """
+    key = ALIASES.get(name, name)
+    if key in PAPER_ARCHITECTURES:
+        return PAPER_ARCHITECTURES[key]
+    if key in QUICK_ARCHITECTURES:
+        return QUICK_ARCHITECTURES[key]
+    raise ValueError(
+        f"unknown architecture {name!r}; valid choices: {', '.join(available_architectures())}"
+        f" (aliases: {', '.join(f'{a}={t}' for a, t in ALIASES.items())})"
+    )
+
+
+def _noise_kwargs(name: str, family: str, drop_rate: float, drop_path_rate: float) -> dict[str, float]:
+    """timm keyword arguments for the requested noise; raise for noise the family lacks."""
+    capabilities = NOISE_CAPABILITIES[family]
+    supported = [key for key, ok in capabilities.items() if ok]
+    kwargs = {}
+    for key, rate in (("drop_rate", drop_rate), ("drop_path_rate", drop_path_rate)):
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"{key} must be in [0, 1), got {rate}")
+        if capabilities[key]:
+            kwargs[key] = float(rate)
+        elif rate > 0.0:
+            raise ValueError(
+                f"{name} (timm family {family!r}) does not support {key} ({_NOISE_MEANING[key]}); "
+                f"supported model noise for {family!r}: {', '.join(supported) or 'none'}"
+            )
+    return kwargs
+
+
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    """Exception types meaning 'weights could not be fetched from the hub or its cache'."""
+    errors: list[type[BaseException]] = [OSError]
+    for module in ("httpx", "httpx2"):
+        try:
+            errors.append(importlib.import_module(module).HTTPError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def _unavailable_message(name: str, arch: Architecture, exc: BaseException) -> str:
+    try:
+        from huggingface_hub import constants
+
+        cache = f"{constants.HF_HUB_CACHE}"
+    except ImportError:
+        cache = "$HF_HOME/hub (default ~/.cache/huggingface/hub)"
+    repo = f"timm/{arch.timm_tag}"
+    reason = str(exc).rstrip(". ")
+    return (
+        f"ImageNet weights for {name!r} (timm tag {arch.timm_tag!r}, hub repo {repo!r}) are not available: "
+        f"{type(exc).__name__}: {reason}. Remedies: (1) put them in the Hugging Face hub cache - on a machine "
+        f"with network run `hf download {repo}`, copy the cache (here {cache}) over, point HF_HOME at it "
+        "and set HF_HUB_OFFLINE=1 to skip network retries; or (2) pass weights_path= a local .safetensors "
+        f"or .pth state dict of {arch.timm_tag} (e.g. model.safetensors from {repo})."
+    )
+
+
+class _LoadReport(logging.Filter):
+    """Collect timm's pretrained-loading log messages; pass on only those the user would have seen."""
+
+    def __init__(self, passthrough_level: int) -> None:
+        super().__init__()
+        self.passthrough_level = passthrough_level
+        self.messages: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.messages.append(record.getMessage())
+        return record.levelno >= self.passthrough_level
+
+    def missing_keys(self) -> list[str]:
+        keys: list[str] = []
+        for message in self.messages:
+            match = re.search(r"Missing keys \((.*)\) discovered", message)
+            if match:
+                keys += [key for key in match.group(1).split(", ") if key]
+        return keys
+
+
+@contextmanager
+def _timm_load_report() -> Iterator[_LoadReport]:
+    """Capture the missing keys timm reports (at INFO) while loading pretrained weights."""
+    logger = logging.getLogger("timm.models._builder")
+    report = _LoadReport(logger.getEffectiveLevel())
+    old_level = logger.level
+    logger.addFilter(report)
+    logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
+    try:
+        yield report
+    finally:
+        logger.setLevel(old_level)
+        logger.removeFilter(report)
+
+
+def _classifier_rows(path: Path, classifiers: tuple[str, ...]) -> int | None:
+    """Number of classes of the classifier stored in a weights file (None when absent)."""
+    state_dict = timm.models.load_state_dict(str(path), weights_only=True)  # never unpickle arbitrary objects
+    for classifier in classifiers:
+        weight = state_dict.get(f"{classifier}.weight")
+        if weight is not None:
+            return int(weight.shape[0])
+    return None
+
+
+def _build_from_file(name: str, arch: Architecture, path: Path, kwargs: dict) -> nn.Module:
+    """Create a timm model and load a local weights file through timm's ``pretrained_cfg_overlay``."""
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    if path.suffix not in _WEIGHT_SUFFIXES:
+        raise ValueError(f"weights file must be one of {', '.join(_WEIGHT_SUFFIXES)}, got {path.name!r}")
+    cfg = timm.models.get_pretrained_cfg(arch.timm_tag)
+    classifiers = cfg.classifier if isinstance(cfg.classifier, (tuple, list)) else (cfg.classifier,)
+    overlay: dict[str, object] = {"file": str(path)}
+    rows = _classifier_rows(path, tuple(classifiers))
+    if rows is not None:
+        # timm drops the stored head when its class count differs from num_classes, and keeps it otherwise.
+        overlay["num_classes"] = rows
+    with _timm_load_report() as report:
+        try:
+            model = timm.create_model(arch.timm_tag, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+        except RuntimeError as exc:
+            raise ValueError(f"could not load weights file {path} into {name!r} ({arch.timm_tag}): {exc}") from exc
+    head_keys = {f"{c}.{p}" for c in classifiers for p in ("weight", "bias")}
+    missing = [key for key in report.missing_keys() if key not in head_keys]
+    if missing:
+        raise ValueError(
+            f"weights file {path} does not fit {name!r} ({arch.timm_tag}): {len(missing)} tensors missing, "
+            f"e.g. {', '.join(missing[:5])}"
+        )
+    return model
+
+
+def build_model(
+    name: str,
+    *,
+    num_classes: int = 2,
+    pretrained: bool | Literal["auto"] = False,
+    weights_path: str | Path | None = None,
+    drop_rate: float = 0.0,
+    drop_path_rate: float = 0.0,
+    in_chans: int = 3,
+) -> nn.Module:
+    """Create a study classifier by name.
+
+    Parameters
+    ----------
+    name : str
+        Key of :data:`PAPER_ARCHITECTURES` or :data:`QUICK_ARCHITECTURES` (or an :data:`ALIASES` key).
+    num_classes : int
+        Output logits; the study uses 2 (class 1 = ``poor``).
+    pretrained : bool or "auto"
+        ``False``: random init. ``True``: ImageNet weights of the table's timm tag from the Hugging Face
+        hub cache (downloaded if online); raises :class:`PretrainedWeightsUnavailableError` naming the
+        remedies if neither works. ``"auto"``: like ``True`` but warns and falls back to random init.
+        Ignored when ``weights_path`` is given. Without network, set ``HF_HUB_OFFLINE=1``: otherwise the
+        hub client retries for about a minute before giving up.
+    weights_path : str or Path, optional
+        Local ``.safetensors`` or ``.pth``/``.pt`` state dict (timm or torchvision layout; training
+        checkpoints with a ``state_dict``/``model`` entry work too) loaded without any network access.
+        A stored classifier with a different class count (ImageNet's 1000) is dropped and re-initialised;
+        one with ``num_classes`` rows (a study checkpoint) is kept. A file that leaves other tensors
+        unloaded raises ``ValueError``.
+    drop_rate : float
+        Dropout rate, in [0, 1).
+    drop_path_rate : float
+        Stochastic depth rate, in [0, 1); ``ValueError`` for families without it (see :data:`NOISE_CAPABILITIES`).
+    in_chans : int
+        Input channels; 3 for slices replicated by the data pipeline. Pretrained first convolutions are adapted.
+
+    Returns
+    -------
+    torch.nn.Module
+        The timm model; ``model.pretrained_cfg`` holds the input normalisation of its weights.
+    """
+    arch = get_architecture(name)
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if in_chans < 1:
+        raise ValueError(f"in_chans must be >= 1, got {in_chans}")
+    if pretrained not in (False, True, "auto"):
+        raise ValueError(f"pretrained must be False, True or 'auto', got {pretrained!r}")
+    kwargs = {
+        **arch.model_kwargs,
+        "num_classes": num_classes,
+        "in_chans": in_chans,
+        **_noise_kwargs(name, arch.family, drop_rate, drop_path_rate),
+    }
+    if weights_path is not None:
+        return _build_from_file(name, arch, Path(weights_path), kwargs)
+    if pretrained is False:
+        return timm.create_model(arch.timm_tag, pretrained=False, **kwargs)
+    try:
+        return timm.create_model(arch.timm_tag, pretrained=True, **kwargs)
+    except _hub_errors() as exc:
+        message = _unavailable_message(name, arch, exc)
+        if pretrained == "auto":
+            warnings.warn(f"{message} Falling back to random initialisation.", RuntimeWarning, stacklevel=2)
+            return timm.create_model(arch.timm_tag, pretrained=False, **kwargs)
+        raise PretrainedWeightsUnavailableError(message) from exc
+
+
+def gradcam_target_layer(model: nn.Module, name: str) -> nn.Module:
+    """Module whose output is the last convolutional feature map, for Grad-CAM hooks.
+
+    Per family, the rectified map that the classifier pools:
+
+    - resnet: ``layer4[-1]`` (last residual block, after its ReLU);
+    - densenet: ``features.norm5`` (BatchNorm + ReLU over the concatenated ``denseblock4`` output);
+    - efficientnet: ``bn2`` (BatchNorm + SiLU after ``conv_head``);
+    - byobnet: ``final_conv`` if present, else ``stages[-1]``;
+    - convnext: ``stages[-1]`` (its head pools, then normalises);
+    - vgg: the ReLU after the last ``Conv2d`` of ``features`` (not the classifier's pre-logits convs).
+      It is switched to out-of-place (same numbers): in place, it would overwrite the hooked map
+      of the convolution and break full backward hooks.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model from :func:`build_model`.
+    name : str
+        The architecture name it was built with.
+    """
+    family = get_architecture(name).family
+    if family == "resnet":
+        return model.layer4[-1]
+    if family == "densenet":
+        return model.features.norm5
+    if family == "efficientnet":
+        return model.bn2
+    if family == "convnext":
+        return model.stages[-1]
+    if family == "byobnet":
+        return model.stages[-1] if isinstance(model.final_conv, nn.Identity) else model.final_conv
+    if family == "vgg":
+        layers = list(model.features)
+        last_conv = max(i for i, layer in enumerate(layers) if isinstance(layer, nn.Conv2d))
+        act = layers[last_conv + 1]
+        if hasattr(act, "inplace"):
+            act.inplace = False
+        return act
+    raise ValueError(f"no Grad-CAM layer defined for family {family!r}")
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+    """Number of parameters (optionally only those with ``requires_grad``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def model_noise(model: nn.Module) -> dict[str, float]:
+    """Model noise a model carries: its dropout rate and largest stochastic-depth rate.
+
+    ``drop_rate`` is the largest of ``model.drop_rate`` and the ``nn.Dropout`` rates;
+    ``drop_path_rate`` is the largest ``DropPath`` rate (timm decays it over depth, so for
+    EfficientNet it is below the requested rate).
+    """
+    dropout = [float(getattr(model, "drop_rate", 0.0) or 0.0)]
+    dropout += [float(m.p) for m in model.modules() if isinstance(m, nn.Dropout)]
+    drop_path = [float(m.drop_prob) for m in model.modules() if isinstance(m, DropPath)]
+    return {"drop_rate": max(dropout), "drop_path_rate": max(drop_path, default=0.0)}

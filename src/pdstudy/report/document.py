@@ -1,0 +1,433 @@
+"""``REPORT.md``: one Markdown page that gathers a run's tables and figures with their provenance.
+
+:func:`write_report` is called last by notebook 08. It writes ``<run>/REPORT.md`` (atomically,
+through :func:`pdstudy.core.io.write_text`) with, in order:
+
+1. a plain statement of the cohort (the built-in synthetic cohort, or the manifest's name);
+2. provenance from ``provenance.json``: git commit, package versions, device, profile, the
+   parameters of every notebook section (values that differ between sections are flagged),
+   manifest checksum(s), seeds, and links to the executed notebooks under ``notebooks/``;
+3. how to read the numbers: the threshold note (test-chosen thresholds are optimistic), the
+   readers note (simulated or real clinicians, or no Table 3) and the caller's notes;
+4. the paper audit of notebook 00 (verdict counts and a link) and the cohort of notebook 01
+   (Table 1, patient flow, example slices), when those files exist;
+5. every table given (its Markdown file embedded, with links to the CSV and numeric values) and
+   every figure given (a relative link to the PNG, and to the PDF when present);
+6. links to the run's other tables and figures.
+
+Every link is relative to the run directory, so the folder can be moved or archived as a whole.
+Machine paths never appear: path-valued parameters are shown by their file name only, and the run
+directory, the checkout and the home folder are replaced by placeholders in any embedded text.
+:func:`check_report` lists the problems of a written report (a link to a missing file, an absolute
+link, a machine path); notebook 08 asserts that the list is empty.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import pandas as pd
+
+from pdstudy.core.io import write_text
+from pdstudy.core.rundir import RunDir
+
+__all__ = [
+    "PATH_PARAMETERS",
+    "READERS_NOTES",
+    "REPORT_NAME",
+    "SYNTHETIC_STATEMENT",
+    "THRESHOLD_NOTE",
+    "check_report",
+    "readers_status",
+    "report_links",
+    "write_report",
+]
+
+REPORT_NAME: Final = "REPORT.md"
+
+#: Parameters whose values are machine paths; the report shows their file name only.
+PATH_PARAMETERS: Final = frozenset({"run_dir", "data_dir", "manifest", "weights_dir", "readers_csv"})
+
+SYNTHETIC_STATEMENT: Final = (
+    "**Cohort: the built-in SYNTHETIC cohort** (`pdstudy synth`): simulated CT studies with fake identities "
+    "and a tumour whose appearance depends on a simulated response. No patient's data were used. The numbers "
+    "below check that the pipeline works end to end; they are not a reproduction of the paper's results."
+)
+
+THRESHOLD_NOTE: Final = (
+    "**Thresholds.** Accuracy, sensitivity and specificity depend on a threshold on the model's score. "
+    "The paper chose it with Youden's index on the test patients and then scored the same patients; this "
+    "report lists that policy as 'Youden on test, optimistic', because tuning on the evaluated patients "
+    "inflates the metrics. The honest estimate is 'Youden on val': the threshold is chosen on validation "
+    "patients carved from the training patients and applied unchanged to the test patients. AUCs do not "
+    "depend on a threshold."
+)
+
+#: The readers note, by the state :func:`readers_status` returns.
+READERS_NOTES: Final = {
+    "simulated": (
+        "**Readers are SIMULATED.** The paper does not publish its clinicians' calls. The readers in Table 3 and "
+        "in the ROC figure with reader points are simulated: their calls hit the sensitivities and specificities "
+        "the paper reports for its clinicians (C3, C20, C40) exactly on this run's test patients, but which "
+        "patients they get right is random. Their McNemar tests only illustrate the analysis and say nothing "
+        "about real clinicians."
+    ),
+    "real": (
+        "**Readers.** Table 3 compares the model with real reader calls from the readers CSV given to notebook 06."
+    ),
+    None: (
+        "**Readers.** No clinician comparison (Table 3) was written in this run; notebook 06 did not run."
+    ),
+}
+
+_LINK: Final = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+_ABS_PATH: Final = re.compile(r"(?<![\w:/.])(/(?:home|root|tmp|work|mnt|Users|var|srv|opt|data)/[^\s)|`'\"]*)")
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def _resolve(run: RunDir, ref: str | Path, folder: Path, suffix: str, what: str) -> Path:
+    """A file of the run: an absolute path inside it, a path relative to it, or a name in ``folder``."""
+    ref = Path(ref)
+    candidates = [ref] if ref.is_absolute() else [run.root / ref, folder / ref, folder / f"{ref}{suffix}"]
+    for cand in candidates:
+        if cand.is_file():
+            cand = cand.resolve()
+            try:
+                cand.relative_to(run.root.resolve())
+            except ValueError:
+                raise ValueError(f"{what} {ref} lies outside the run directory; the report links files of the "
+                                 "run only") from None
+            return cand
+    raise FileNotFoundError(f"{what} {ref} not found (looked for {', '.join(c.name for c in candidates)} in "
+                            f"{folder.name}/ of the run)")
+
+
+def _rel(run: RunDir, path: Path) -> str:
+    return path.resolve().relative_to(run.root.resolve()).as_posix()
+
+
+def _placeholders(run: RunDir) -> list[tuple[str, str]]:
+    """(machine path, placeholder), longest first, for scrubbing embedded text."""
+    from pdstudy.core.paths import repo_root
+
+    pairs = {str(run.root.resolve()): ".", str(run.root): ".", str(repo_root()): "<checkout>",
+             str(Path.home()): "~"}
+    return sorted(((k, v) for k, v in pairs.items() if len(k) > 1), key=lambda kv: -len(kv[0]))
+
+
+def _scrub(text: str, run: RunDir) -> str:
+    for path, placeholder in _placeholders(run):
+        text = text.replace(path, placeholder)
+    return text
+
+
+def _show_value(key: str, value: Any) -> str:
+    """A parameter value for the report: path parameters by name only, lists compactly."""
+    if value is None or value == "":
+        return "(empty)"
+    if key in PATH_PARAMETERS or (isinstance(value, str) and (value.startswith(("/", "~")) or ":\\" in value)):
+        return f"{Path(str(value)).name} (name only)" if Path(str(value)).name else "(set)"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value) if value else "(none)"
+    return str(value)
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _read_provenance(run: RunDir) -> dict[str, Any]:
+    if not run.provenance.is_file():
+        return {}
+    try:
+        return json.loads(run.provenance.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{run.provenance.name} is not valid JSON: {exc}") from None
+
+
+def readers_status(run: RunDir) -> str | None:
+    """``"simulated"`` or ``"real"`` from the run's Table 3 (``tables/table3_values.csv``); None without it."""
+    path = run.tables / "table3_values.csv"
+    if not path.is_file():
+        return None
+    t3 = pd.read_csv(path, keep_default_na=False)
+    if "kind" in t3.columns:
+        t3 = t3[t3["kind"] == "reader"]
+    flags = t3.get("simulated", pd.Series([], dtype=str)).astype(str).str.strip().str.lower()
+    names = t3.get("row", pd.Series([], dtype=str)).astype(str).str.lower()
+    if flags.isin(["true", "1"]).any() or names.str.contains("simulated").any():
+        return "simulated"
+    return "real"
+
+
+def report_links(path: str | Path) -> list[str]:
+    """Link targets of a Markdown file (``[text](target)`` and ``![alt](target)``), in order."""
+    return _LINK.findall(Path(path).read_text(encoding="utf-8"))
+
+
+def check_report(path: str | Path) -> list[str]:
+    """Problems of a written report: absolute or broken links and machine paths in the text (empty = fine)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    problems = []
+    for target in report_links(path):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:
+            continue
+        if target.startswith(("/", "~")) or re.match(r"^[A-Za-z]:\\", target):
+            problems.append(f"absolute link {target}")
+        elif not (path.parent / target.split("#")[0]).exists():
+            problems.append(f"broken link {target}")
+    problems += [f"machine path {m}" for m in _ABS_PATH.findall(text)]
+    return problems
+
+
+# --------------------------------------------------------------------------------------------- sections
+
+
+def _cohort_section(cohort_name: str, synthetic: bool, prov: Mapping[str, Any]) -> list[str]:
+    shas = sorted({s["manifest_sha256"] for s in prov.get("sections", {}).values()
+                   if isinstance(s, Mapping) and s.get("manifest_sha256")})
+    out = ["## Cohort", ""]
+    if synthetic:
+        out.append(SYNTHETIC_STATEMENT)
+    else:
+        out.append(f"**Cohort: {Path(str(cohort_name)).name or 'unnamed manifest'}** (the manifest given to the "
+                   "run; real data). Patients are named only by the manifest's pseudonymous IDs.")
+    if shas:
+        out += ["", f"Manifest checksum (SHA-256): `{shas[0]}`" if len(shas) == 1 else
+                "**Warning: the notebooks of this run used different manifests:** "
+                + ", ".join(f"`{s}`" for s in shas)]
+    return out + [""]
+
+
+def _provenance_section(run: RunDir, prov: Mapping[str, Any]) -> list[str]:
+    sections: Mapping[str, Any] = prov.get("sections", {}) or {}
+    out = ["## Provenance", ""]
+    if not prov:
+        return out + ["No `provenance.json` in this run: git commit, versions and parameters are unknown.", ""]
+    profiles = sorted({str(v) for s in sections.values() if isinstance(s, Mapping)
+                       for v in (s.get("profile"), (s.get("parameters") or {}).get("profile")) if v})
+    seeds: set[int] = set()
+    for s in sections.values():
+        if isinstance(s, Mapping):
+            seeds.update(int(x) for x in (s.get("seeds") or []))
+    rng_seeds = sorted({int(s["seed"]) for s in sections.values() if isinstance(s, Mapping)
+                        and isinstance(s.get("seed"), int)})
+    device = prov.get("device") or {}
+    dev = ", ".join(f"{k} {v}" for k, v in device.items() if k in ("gpu", "cuda", "cpu_count", "python"))
+    out += [
+        f"- Git commit: `{prov.get('git_commit') or 'unknown (not a git checkout)'}`"
+        + (" (the checkout had uncommitted changes)" if str(prov.get("git_commit", "")).endswith("+dirty") else ""),
+        f"- Profile: {', '.join(profiles) if profiles else 'not recorded'}",
+        f"- Training seeds: {', '.join(map(str, sorted(seeds))) if seeds else 'not recorded'}"
+        + (f"; draw seed (examples, simulated readers): {', '.join(map(str, rng_seeds))}" if rng_seeds else ""),
+        f"- Device of the last writer: {dev or 'not recorded'}",
+        "- Full record: [provenance.json](provenance.json)",
+        "",
+    ]
+    if sections:
+        out += ["### Notebook sections", "", "| section | written (UTC) | methods | seeds | wall time (s) |",
+                "| --- | --- | --- | --- | --- |"]
+        for name, s in sections.items():
+            if not isinstance(s, Mapping):
+                continue
+            methods = s.get("methods") or []
+            out.append(f"| {_md_cell(name)} | {s.get('written', '')} | {len(methods) if methods else ''} | "
+                       f"{_md_cell(_show_value('seeds', s.get('seeds'))) if s.get('seeds') else ''} | "
+                       f"{s.get('wall_seconds', '')} |")
+        out.append("")
+    params: dict[str, dict[str, list[str]]] = {}
+    for name, s in sections.items():
+        if not isinstance(s, Mapping):
+            continue
+        for k, v in (s.get("parameters") or {}).items():
+            params.setdefault(k, {}).setdefault(_show_value(k, v), []).append(name)
+    if params:
+        out += ["### Parameters", "",
+                "As recorded by the notebooks (`provenance.json`); paths are shown by file name only.", "",
+                "| parameter | value |", "| --- | --- |"]
+        differing = []
+        for k in sorted(params):
+            vals = params[k]
+            if len(vals) == 1:
+                out.append(f"| {_md_cell(k)} | {_md_cell(next(iter(vals)))} |")
+            else:
+                differing.append(k)
+                cell = "; ".join(f"{v} ({', '.join(secs)})" for v, secs in vals.items())
+                out.append(f"| {_md_cell(k)} | **differs between notebooks:** {_md_cell(cell)} |")
+        out.append("")
+        if differing:
+            out += [f"**Warning:** the notebooks of this run did not all use the same value of "
+                    f"{', '.join(differing)}.", ""]
+    packages = prov.get("packages") or {}
+    if packages:
+        out += ["### Package versions", "", "| package | version |", "| --- | --- |"]
+        out += [f"| {k} | {v if v else 'not installed'} |" for k, v in sorted(packages.items())]
+        out.append("")
+    books = sorted(run.notebooks.glob("*.ipynb")) if run.notebooks.is_dir() else []
+    out += ["### Executed notebooks", ""]
+    out += [f"- [{b.name}]({_rel(run, b)})" for b in books] or [
+        "None under `notebooks/` (the notebooks were run interactively, not through `pdstudy run`)."]
+    return out + [""]
+
+
+def _notes_section(run: RunDir, notes: Sequence[str]) -> list[str]:
+    out = ["## Reading the numbers", "", f"- {THRESHOLD_NOTE}", f"- {READERS_NOTES[readers_status(run)]}"]
+    out += [f"- {_scrub(str(n), run)}" for n in notes if str(n).strip()]
+    return out + [""]
+
+
+def _audit_section(run: RunDir) -> list[str]:
+    csv, md = run.tables / "paper_audit.csv", run.tables / "paper_audit.md"
+    if not csv.is_file():
+        return []
+    audit = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    counts = audit["verdict"].value_counts() if "verdict" in audit.columns else pd.Series(dtype=int)
+    order = ["inconsistent", "unsupported", "ambiguous", "note", "supported", "consistent"]
+    keys = [k for k in order if k in counts.index] + [k for k in counts.index if k not in order]
+    out = ["## Paper audit (notebook 00)", "",
+           f"{len(audit)} checks of the paper's printed numbers against each other: "
+           + ", ".join(f"{int(counts[k])} {k}" for k in keys) + ".",
+           "*inconsistent*: the printed numbers cannot all be true; *unsupported*: a claim the printed numbers "
+           "do not establish.", ""]
+    links = [f"[{p.name}]({_rel(run, p)})" for p in (md, csv) if p.is_file()]
+    return out + ["Full audit: " + " · ".join(links), ""]
+
+
+def _embed_table(run: RunDir, caption: str, md_path: Path) -> list[str]:
+    lines = md_path.read_text(encoding="utf-8").strip("\n").splitlines()
+    if lines and lines[0].startswith("# "):
+        lines = lines[1:]
+    body = [("###" + ln) if ln.startswith("#") else ln for ln in lines]  # keep the report's outline
+    while body and not body[0].strip():
+        body.pop(0)
+    out = [f"### {caption}", "", *(_scrub(ln, run) for ln in body), ""]
+    links = [f"[{md_path.stem}.md]({_rel(run, md_path)})"]
+    for sibling in (md_path.with_suffix(".csv"), md_path.with_name(f"{md_path.stem}_values.csv")):
+        if sibling.is_file():
+            links.append(f"[{sibling.name}]({_rel(run, sibling)})")
+    return out + ["Files: " + " · ".join(links), ""]
+
+
+def _embed_figure(run: RunDir, caption: str, png: Path) -> list[str]:
+    out = [f"### {caption}", "", f"![{caption}]({_rel(run, png)})", ""]
+    links = [f"[{png.name}]({_rel(run, png)})"]
+    if png.with_suffix(".pdf").is_file():
+        links.append(f"[{png.with_suffix('.pdf').name}]({_rel(run, png.with_suffix('.pdf'))})")
+    return out + ["Files: " + " · ".join(links), ""]
+
+
+def _cohort_outputs(run: RunDir) -> tuple[list[str], set[Path]]:
+    """Section of notebook 01's outputs (Table 1, flow, example slices) when present."""
+    used: set[Path] = set()
+    parts: list[str] = []
+    t1 = run.tables / "table1.md"
+    if t1.is_file():
+        parts += _embed_table(run, "Table 1. Baseline characteristics", t1)
+        used.add(t1.resolve())
+    for name, caption in (("patient_flow", "Patient flow"), ("example_slices", "Example portal-venous slices")):
+        png = run.figures / f"{name}.png"
+        if png.is_file():
+            parts += _embed_figure(run, caption, png)
+            used.add(png.resolve())
+    qc = run.tables / "qc.csv"
+    if qc.is_file():
+        parts += [f"Per-patient quality control (inclusion, exclusion reasons): [qc.csv]({_rel(run, qc)})", ""]
+        used.add(qc.resolve())
+    if not parts:
+        return [], used
+    return ["## Cohort and preprocessing (notebook 01)", "", *parts], used
+
+
+def _other_files(run: RunDir, used: set[Path]) -> list[str]:
+    tables = sorted(p for p in run.tables.glob("*.md") if p.resolve() not in used
+                    and not p.stem.endswith("_values")) if run.tables.is_dir() else []
+    figures = sorted(p for p in run.figures.glob("*.png") if p.resolve() not in used) if run.figures.is_dir() else []
+    if not tables and not figures:
+        return []
+    out = ["## Other outputs of the run", ""]
+    if tables:
+        out += ["Tables: " + " · ".join(f"[{p.stem}]({_rel(run, p)})" for p in tables), ""]
+    if figures:
+        out += ["Figures: " + " · ".join(f"[{p.stem}]({_rel(run, p)})" for p in figures), ""]
+    return out
+
+
+# --------------------------------------------------------------------------------------------- main
+
+
+def write_report(
+    run: RunDir,
+    *,
+    cohort_name: str,
+    synthetic: bool,
+    tables: Mapping[str, str | Path],
+    figures: Mapping[str, str | Path],
+    notes: Sequence[str],
+) -> Path:
+    """Write ``<run>/REPORT.md`` and return its path.
+
+    Parameters
+    ----------
+    run : pdstudy.core.rundir.RunDir
+        The run directory (its ``provenance.json``, ``tables/``, ``figures/`` and ``notebooks/`` are read).
+    cohort_name : str
+        The cohort's name (:attr:`pdstudy.data.cohort.Cohort.name`); for a manifest only its file name is shown.
+    synthetic : bool
+        Whether the run used the built-in synthetic cohort (the report then says so first).
+    tables : mapping of str to path
+        Caption -> Markdown table of the run (``tables/<name>.md``): a path inside the run, a path
+        relative to it, or the bare name (``"table2"``). Embedded in the given order.
+    figures : mapping of str to path
+        Caption -> PNG figure of the run (``figures/<name>.png``), resolved like ``tables``.
+    notes : sequence of str
+        Extra lines for "Reading the numbers" (after the threshold and readers notes).
+
+    Returns
+    -------
+    pathlib.Path
+        ``run.root / "REPORT.md"``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When a table or figure does not exist.
+    ValueError
+        When a table or figure lies outside the run directory.
+    """
+    table_paths = {cap: _resolve(run, ref, run.tables, ".md", "table") for cap, ref in tables.items()}
+    figure_paths = {cap: _resolve(run, ref, run.figures, ".png", "figure") for cap, ref in figures.items()}
+    prov = _read_provenance(run)
+    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    commit = prov.get("git_commit") or "unknown"
+    lines = [f"# Study report: Progressive Distill re-run ({run.root.name})", "",
+             f"Written {now} by notebook 08 (`pdstudy.report.document.write_report`) from git commit `{commit}`; "
+             "versions, parameters and seeds are under [Provenance](#provenance). All links are relative to "
+             "this folder.", ""]
+    lines += _cohort_section(cohort_name, synthetic, prov)
+    lines += _notes_section(run, notes)
+    cohort_lines, used = _cohort_outputs(run)
+    lines += _audit_section(run)
+    lines += cohort_lines
+    used |= {(run.tables / n).resolve() for n in ("paper_audit.md",)}
+    if table_paths:
+        lines += ["## Tables", ""]
+        for cap, path in table_paths.items():
+            lines += _embed_table(run, cap, path)
+            used.add(path)
+    if figure_paths:
+        lines += ["## Figures", ""]
+        for cap, path in figure_paths.items():
+            lines += _embed_figure(run, cap, path)
+            used.add(path)
+    lines += _other_files(run, used)
+    lines += _provenance_section(run, prov)
+    text = _scrub("\n".join(lines).rstrip("\n") + "\n", run)
+    return write_text(run.root / REPORT_NAME, text)

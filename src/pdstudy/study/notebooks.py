@@ -1,0 +1,170 @@
+"""`pdstudy run`: execute the numbered notebooks in order with papermill, injecting parameters."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pdstudy.core.io import write_text
+from pdstudy.core.params import PATH_PARAMETERS, load_profile
+from pdstudy.core.paths import repo_root
+from pdstudy.core.rundir import RunDir, run_dir, update_provenance
+
+NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
+
+
+class RunError(RuntimeError):
+    """A notebook failed; the message names the notebook and the cell."""
+
+
+def notebooks_dir() -> Path:
+    """The numbered notebooks shipped with the checkout."""
+    nb = repo_root() / "notebooks"
+    if not nb.is_dir():
+        raise RunError(f"notebooks folder not found at {nb}; run pdstudy from a checkout (pip install -e .)")
+    return nb
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` -> dict, values parsed as YAML scalars (``3`` -> int, ``true`` -> bool)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"parameter {pair!r} is not key=value")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return out
+
+
+def select_notebooks(folder: Path, only: list[str] | None = None) -> list[Path]:
+    """Numbered notebooks in order; ``only`` keeps those whose two-digit prefix is listed."""
+    books = sorted(folder.glob(NOTEBOOK_GLOB))
+    if only:
+        wanted = {o.strip().zfill(2) for o in only if o.strip()}
+        have = {b.name[:2] for b in books}
+        missing = sorted(wanted - have)
+        if missing:
+            raise ValueError(f"no notebook numbered {missing}; available: {sorted(have)}")
+        books = [b for b in books if b.name[:2] in wanted]
+    return books
+
+
+def declared_parameters(path: Path) -> dict[str, Any]:
+    """Names and defaults of the notebook's ``parameters`` cell."""
+    import papermill as pm
+
+    return {name: info["default"] for name, info in pm.inspect_notebook(str(path)).items()}
+
+
+def scrub_paths(notebook: Path, parameters: dict[str, Any]) -> None:
+    """Replace absolute path parameters (and the cohort folder) in an executed notebook by placeholders.
+
+    papermill records injected parameters in the notebook; site folders above a patient's
+    ``dicom_dir`` must not reach outputs, so ``/site/cohort/manifest.csv`` becomes ``<manifest>``.
+    """
+    import json
+
+    swaps: dict[str, str] = {}
+    for key in PATH_PARAMETERS:
+        value = parameters.get(key)
+        if isinstance(value, str) and value and Path(value).is_absolute():
+            swaps[value] = f"<{key}>"
+            if key in ("manifest", "readers_csv"):
+                swaps[str(Path(value).parent)] = f"<{key} folder>"
+    if not swaps:
+        return
+    text = notebook.read_text(encoding="utf-8")
+    for old in sorted(swaps, key=len, reverse=True):
+        text = text.replace(json.dumps(old)[1:-1], swaps[old]).replace(old, swaps[old])
+    write_text(notebook, text)
+
+
+def execute_notebook(book: Path, output: Path, parameters: dict[str, Any], *, kernel: str | None = None,
+                     progress: bool = False) -> Path:
+    """Execute one notebook with papermill (cwd = its folder), then :func:`scrub_paths` the copy.
+
+    Raises
+    ------
+    RunError
+        Naming the notebook and the cell that failed.
+    """
+    import papermill as pm
+
+    try:
+        pm.execute_notebook(str(book), str(output), parameters=parameters, cwd=str(book.parent), kernel_name=kernel,
+                            progress_bar=progress, log_output=False)
+    except pm.PapermillExecutionError as exc:
+        raise RunError(
+            f"notebook {book.name} failed in cell {exc.exec_count} (index {exc.cell_index}): "
+            f"{exc.ename}: {exc.evalue}\n  executed copy: {output}"
+        ) from None
+    finally:
+        if output.exists():
+            scrub_paths(output, parameters)
+    return output
+
+
+def run_notebooks(
+    *,
+    profile: str = "quick",
+    manifest: str | Path | None = None,
+    out: str | Path | None = None,
+    only: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    data_dir: str | Path | None = None,
+    kernel: str | None = None,
+    progress: bool = True,
+) -> RunDir:
+    """Execute the notebooks with papermill into ``out/notebooks`` and return the run directory.
+
+    Parameters
+    ----------
+    profile : {"quick", "paper"}
+        Parameter set injected into every notebook that declares the parameter.
+    manifest : path, optional
+        Cohort manifest; None uses the synthetic cohort (generated once, cached in ``data_dir``).
+    out : path, optional
+        Run directory (default ``reports/<profile>`` under the current directory).
+    only : list of str, optional
+        Two-digit notebook numbers to run (e.g. ``["01", "03"]``).
+    overrides : dict, optional
+        Parameters overriding the profile; each must be declared by at least one selected notebook.
+    data_dir : path, optional
+        Synthetic cohort and slice cache root (default ``data/`` beside ``notebooks/``).
+    kernel : str, optional
+        Jupyter kernel name (default: the notebook's, i.e. ``python3`` of this interpreter).
+
+    Raises
+    ------
+    RunError
+        Naming the notebook and cell when a notebook fails; later notebooks do not run.
+    """
+
+    folder = notebooks_dir()
+    books = select_notebooks(folder, only)
+    params = load_profile(profile)
+    overrides = dict(overrides or {})
+    run = run_dir(out or Path("reports") / profile)
+    params.update(run_dir=str(run.root), data_dir=str(Path(data_dir or folder.parent / "data").resolve()),
+                  manifest=str(Path(manifest).resolve()) if manifest else "")
+    declared = {b.name: declared_parameters(b) for b in books}
+    known = set().union(*declared.values()) if declared else set()
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; the selected notebooks declare {sorted(known)}")
+    params.update(overrides)
+    for key, value in params.items():
+        # Paths given on the command line are relative to where the user is, not to notebooks/.
+        if key in PATH_PARAMETERS and isinstance(value, str) and value and not Path(value).is_absolute():
+            params[key] = str(Path(value).resolve())
+    timings: dict[str, float] = {}
+    for book in books:
+        injected = {k: v for k, v in params.items() if k in declared[book.name]}
+        t0 = time.perf_counter()
+        execute_notebook(book, run.notebooks / book.name, injected, kernel=kernel, progress=progress)
+        timings[book.name] = round(time.perf_counter() - t0, 1)
+    update_provenance(run, "run", {"profile": profile, "parameters": params, "notebooks": timings})
+    return run
