@@ -29,8 +29,9 @@ test: env lint  ## unit tests, then every notebook under pytest --nbval-lax
 unit: env  ## unit tests only
 	$(BIN)/python -m pytest tests
 
-lint: env  ## ruff on the package and tests
-	$(BIN)/ruff check src tests
+lint: env  ## ruff on the package, tests and notebooks, then the import contracts of pyproject.toml (lint-imports)
+	$(BIN)/ruff check src tests notebooks
+	$(BIN)/lint-imports --no-cache
 
 lock:  ## re-resolve the lock from pyproject.toml in a throw-away venv
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

@@ -8,6 +8,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
+from pdstudy.core.paths import repo_root  # noqa: E402
+
+#: The checkout these tests belong to (``from conftest import REPO``), found upward from this file at any depth.
+REPO = repo_root(Path(__file__))
+
 
 @pytest.fixture(scope="session")
 def tiny_prepared(tmp_path_factory):

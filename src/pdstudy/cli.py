@@ -8,11 +8,15 @@ import sys
 from pathlib import Path
 
 from pdstudy import __version__
+from pdstudy.audit import write_audit
+from pdstudy.core.io import write_csv, write_json
+from pdstudy.data.manifest import ManifestError
+from pdstudy.data.preprocess import PrepareConfig, prepare
+from pdstudy.data.synth import generate_cohort
+from pdstudy.data.verify import default_listing, verify_cohort, write_listing
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from pdstudy.data.synth import generate_cohort
-
     manifest = generate_cohort(args.out, patients=args.patients, seed=args.seed, slices=args.slices,
                                size=args.size, show_progress=not args.quiet)
     print(f"synthetic cohort written: {manifest}")
@@ -20,9 +24,6 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from pdstudy.core.io import write_csv
-    from pdstudy.data.preprocess import PrepareConfig, prepare
-
     config = PrepareConfig(image_size=args.size, fov_mm=args.fov_mm)
     cohort = prepare(args.manifest, args.cache, config=config, workers=args.workers or None,
                      show_progress=not args.quiet, force=args.force)
@@ -39,8 +40,6 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from pdstudy.data.verify import default_listing, verify_cohort, write_listing
-
     listing = args.listing or default_listing(args.manifest)
     if args.write:
         path = write_listing(args.manifest, listing, show_progress=not args.quiet)
@@ -58,7 +57,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from pdstudy.study.notebooks import parse_overrides, run_notebooks
+    from pdstudy.study.notebooks import parse_overrides, run_notebooks  # lazy: torch, papermill only for this verb
 
     only = [s for part in (args.only or []) for s in part.split(",")] or None
     run = run_notebooks(profile=args.profile, manifest=args.manifest, out=args.out, only=only,
@@ -69,26 +68,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-    from pdstudy.audit import write_audit
-
     csv_path, md_path = write_audit(args.out)
     print(f"paper audit written: {csv_path} and {md_path}")
     return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from pdstudy.core.io import write_json
-    from pdstudy.study.bench import format_table, run_bench
+    from pdstudy.study.bench import format_bench_table, run_bench  # lazy: torch only for this verb
 
     results = run_bench(smoke=args.smoke, skip_run=args.skip_run, workdir=args.workdir)
     path = write_json(args.json, results)
-    print(format_table(results))
+    print(format_bench_table(results))
     print(f"results written: {path}")
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from pdstudy.study.jobs import load_train_config, run_job
+    from pdstudy.study.jobs import load_train_config, run_job  # lazy: torch only for this verb
 
     spec = load_train_config(args.config)
     summary = run_job(spec, progress=not args.quiet)
@@ -101,7 +97,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from pdstudy.study.sweeps import sweep
+    from pdstudy.study.sweeps import sweep  # lazy: torch only for this verb
 
     report = sweep(args.grid, args.executor, args.out, collect_only=args.collect, dry_run=args.dry_run,
                    progress=not args.quiet)
@@ -200,8 +196,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; errors in input or configuration print one clear line and exit with 2."""
-    from pdstudy.data.manifest import ManifestError
-
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
@@ -212,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pdstudy {args.verb}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        from pdstudy.study.notebooks import RunError
+        from pdstudy.study.notebooks import RunError  # lazy: torch only on an unexpected error
 
         if isinstance(exc, RunError):
             print(f"pdstudy {args.verb}: {exc}", file=sys.stderr)

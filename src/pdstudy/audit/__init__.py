@@ -1,7 +1,7 @@
 """Paper audit: check the PD study's published numbers against themselves.
 
 Runs from the numbers the paper prints (shipped as package data under
-``pdstudy/data/paper/``, documented in ``data_manifest/paper_reference.md``); needs
+``pdstudy/core/paper_data/``, documented in ``data_manifest/paper_reference.md``); needs
 no patient data and never imports torch. ``python -m pdstudy.audit --out DIR`` (or
 :func:`write_audit`) writes ``paper_audit.csv`` and ``paper_audit.md``.
 

@@ -40,9 +40,12 @@ from pdstudy.core.params import (
     load_profile,
 )
 from pdstudy.core.paths import (
+    is_absolute_path,
+    redact,
     repo_root,
 )
 from pdstudy.core.rundir import (
+    PROVENANCE_PATH,
     SUBDIRS,
     TRACKED_PACKAGES,
     RunDir,
@@ -82,6 +85,7 @@ __all__ = [
     "PATH_PARAMETERS",
     "POSITIVE_CLASS",
     "PROFILES",
+    "PROVENANCE_PATH",
     "PaperNumbers",
     "QUICK_STAND_INS",
     "RECIST_CODES",
@@ -101,6 +105,7 @@ __all__ = [
     "device_info",
     "display_arch",
     "git_commit",
+    "is_absolute_path",
     "label_of",
     "load_paper",
     "load_profile",
@@ -108,6 +113,7 @@ __all__ = [
     "method_from_id",
     "package_versions",
     "paper_label",
+    "redact",
     "redact_paths",
     "repo_root",
     "response_from_recist",

@@ -7,7 +7,9 @@ its label (``Progressive Distill (B0>B3>B7)``) is what tables and legends print.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Final
 
 METHOD_KINDS: Final = ("baseline", "kd", "pd")
@@ -22,9 +24,11 @@ DISPLAY_NAMES: Final = {
 #: Other spellings of architectures (the paper's Table 2 file writes ``resnext101``).
 ARCH_ALIASES: Final = {"resnext101": "resnext101_32x8d"}
 
-#: Quick-profile stand-ins of the paper's EfficientNet ladder (tiny timm test models; see pdstudy.learn.models).
-QUICK_STAND_INS: Final = {"efficientnet_b0": "test_byobnet", "efficientnet_b3": "test_convnext",
-                          "efficientnet_b7": "test_resnet"}
+#: Paper architecture -> its quick-profile stand-in, a tiny timm test model
+#: (described by ``pdstudy.learn.models.QUICK_ARCHITECTURES``, whose ``stands_in_for`` must agree).
+QUICK_STAND_INS: Final[Mapping[str, str]] = MappingProxyType(
+    {"efficientnet_b0": "test_byobnet", "efficientnet_b3": "test_convnext", "efficientnet_b7": "test_resnet"}
+)
 
 _STAGES: Final = {"baseline": (1, 1), "kd": (2, 2), "pd": (2, 99)}
 

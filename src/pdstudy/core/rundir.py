@@ -12,14 +12,18 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
+import os
 import platform
 import subprocess
+import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from pdstudy.core.io import write_json
+from pdstudy.core.paths import redact
 
 SUBDIRS = ("notebooks", "tables", "figures", "predictions")
 TRACKED_PACKAGES = (
@@ -92,9 +96,6 @@ def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str
 
 def device_info() -> dict[str, Any]:
     """CPU count and, when torch is already imported, its device; never imports torch itself."""
-    import os
-    import sys
-
     info: dict[str, Any] = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                             "python": platform.python_version()}
     torch = sys.modules.get("torch")
@@ -105,15 +106,24 @@ def device_info() -> dict[str, Any]:
     return info
 
 
+#: How provenance shows a value that is an absolute path: its last component in angle brackets.
+PROVENANCE_PATH: Final = "<{name}>"
+
+
 def redact_paths(obj: Any) -> Any:
-    """Absolute paths -> their last component, recursively (provenance names files, not site folders)."""
-    if isinstance(obj, str) and (obj.startswith("/") or (len(obj) > 2 and obj[1] == ":" and obj[2] in "\\/")):
-        return f"<{Path(obj).name}>"
-    if isinstance(obj, dict):
-        return {k: redact_paths(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [redact_paths(v) for v in obj]
-    return obj
+    """Absolute paths -> ``<last component>``, recursively (provenance names files, not site folders).
+
+    Parameters
+    ----------
+    obj : Any
+        A string, or a dict/list/tuple of such (tuples become lists); other values pass unchanged.
+
+    Returns
+    -------
+    Any
+        ``obj`` with every string that is an absolute path replaced (:func:`pdstudy.core.paths.redact`).
+    """
+    return redact(obj, whole_paths=PROVENANCE_PATH)
 
 
 def update_provenance(run: RunDir, section: str, record: dict[str, Any]) -> Path:
@@ -123,8 +133,6 @@ def update_provenance(run: RunDir, section: str, record: dict[str, Any]) -> Path
     Absolute paths in ``record`` are reduced to their last component (:func:`redact_paths`), so no
     folder above a patient's ``dicom_dir`` reaches the file.
     """
-    import json
-
     current: dict[str, Any] = {}
     if run.provenance.exists():
         current = json.loads(run.provenance.read_text())

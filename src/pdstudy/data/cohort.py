@@ -13,6 +13,8 @@ from pdstudy.core.vocab import RESPONSES, paper_label
 from pdstudy.data.cache import PreparedCohort, reason_category
 from pdstudy.data.manifest import read_manifest
 from pdstudy.data.preprocess import PrepareConfig, prepare
+from pdstudy.data.synth import ensure_cohort
+from pdstudy.stats import fisher_exact_rxc
 
 #: Table 1 rows: manifest column -> (display name, ordered levels with display labels).
 TABLE1_CATEGORICAL: dict[str, tuple[str, dict[str, str]]] = {
@@ -72,8 +74,6 @@ def load_cohort(
     """
     synthetic = not manifest
     if synthetic:
-        from pdstudy.data.synth import ensure_cohort
-
         out = synthetic_dir(data_dir, patients=synth_patients, seed=synth_seed, slices=synth_slices, size=synth_size)
         manifest = ensure_cohort(out, patients=synth_patients, seed=synth_seed, slices=synth_slices,
                                  size=synth_size, show_progress=show_progress)
@@ -128,8 +128,6 @@ def table1(patients: pd.DataFrame, splits: tuple[str, ...] = ("train", "test")) 
         Columns ``characteristic, level`` then one column per split x response (headed like
         ``train GR (n=73)``) and ``p (<split>)`` per split.
     """
-    from pdstudy.stats import fisher_exact_rxc
-
     groups = {(s, r): patients[(patients["split"] == s) & (patients["response"] == r)]
               for s in splits for r in RESPONSES}
     headers = {(s, r): f"{s} {paper_label(r)} (n={len(groups[s, r])})" for s in splits for r in RESPONSES}

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Final
+from typing import Final, NoReturn, Protocol
 
 import numpy as np
 import pandas as pd
@@ -120,3 +121,109 @@ def validate_predictions(preds: pd.DataFrame, *, name: str = "predictions") -> p
 #: Columns of ``reports/<run>/predictions/*.csv`` (schema in data_manifest/README.md).
 PREDICTION_COLUMNS: Final = ("patient_id", "split", "response", "recist", "score", "method", "stage", "seed",
                              "fold", "repeat")
+
+
+class ChainOutput(Protocol):
+    """What :func:`check_prediction_files` reads of a chain run (e.g. ``pdstudy.learn.distill.ChainResult``)."""
+
+    method: Method
+    predictions: pd.DataFrame
+
+
+def check_prediction_file(path: str | Path, method: Method, *, n_patients: int) -> pd.DataFrame:
+    """Read one written prediction file and check it against the method that wrote it.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A file of ``<run>/predictions/`` (see :func:`prediction_path`).
+    method : pdstudy.core.methods.Method
+        The method whose chain the file holds.
+    n_patients : int
+        Number of included patients; every stage scores each of them exactly once.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The file as read (``patient_id`` as str, no NA conversion).
+
+    Raises
+    ------
+    ValueError
+        If the file is missing, its columns are not :data:`PREDICTION_COLUMNS` in order, a score lies
+        outside [0, 1] (or is not a number), the method column is not ``method.id``, the stages are not
+        ``0 .. len(method.chain) - 1``, a stage does not hold one row per included patient, or a split or
+        response is not in the vocabulary. The message names the file and what was wrong.
+    """
+    path = Path(path)
+
+    def fail(what: str) -> NoReturn:
+        raise ValueError(f"prediction file {path}: {what}")
+
+    if not path.is_file():
+        fail("missing (was the method run and its predictions written?)")
+    written = pd.read_csv(path, dtype={"patient_id": str}, keep_default_na=False)
+    if list(written.columns) != list(PREDICTION_COLUMNS):
+        fail(f"columns are {list(written.columns)}, expected {list(PREDICTION_COLUMNS)}")
+    score = pd.to_numeric(written["score"], errors="coerce")
+    bad = ~score.between(0, 1)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        fail(f"score must lie in [0, 1]; patient {written['patient_id'].tolist()[i]!r} has "
+             f"{written['score'].tolist()[i]!r}")
+    methods = sorted(set(written["method"].astype(str)))
+    if methods != [method.id]:
+        fail(f"column 'method' holds {methods}, expected [{method.id!r}]")
+    stages = sorted(set(written["stage"].tolist()))
+    if stages != list(range(len(method.chain))):
+        fail(f"stages are {stages}, expected 0..{method.final_stage} for the {len(method.chain)}-stage chain "
+             f"{'>'.join(method.chain)}")
+    counts = written.groupby("stage").size()
+    if not counts.eq(n_patients).all():
+        stage = counts.index[~counts.eq(n_patients)][0]
+        fail(f"stage {stage} has {counts[stage]} rows; every stage scores every included patient once "
+             f"({n_patients})")
+    dup = written.duplicated(["stage", "patient_id"])
+    if dup.any():
+        r = written[dup].iloc[0]
+        fail(f"patient {r['patient_id']!r} is scored twice in stage {r['stage']}")
+    for col, allowed in (("split", SPLITS), ("response", RESPONSES)):
+        unknown = sorted(set(written[col].astype(str)) - set(allowed))
+        if unknown:
+            fail(f"column {col!r} holds {unknown}, allowed are {list(allowed)}")
+    return written
+
+
+def check_prediction_files(pred_dir: str | Path, results: Iterable[ChainOutput], *, n_patients: int) -> list[Path]:
+    """Check the prediction file written for every chain run (notebooks 02-05).
+
+    Parameters
+    ----------
+    pred_dir : str or pathlib.Path
+        The run's ``predictions/`` folder.
+    results : iterable of ChainOutput
+        Chain runs (``pdstudy.learn.distill.ChainResult``); seed, fold and repeat of each are read
+        from the first row of its predictions, the file name from :func:`prediction_path`.
+    n_patients : int
+        Number of included patients (every stage scores each once).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files checked, in the order of ``results``.
+
+    Raises
+    ------
+    ValueError
+        If there is no result to check or a file fails :func:`check_prediction_file`.
+    """
+    paths = []
+    for r in results:
+        first = r.predictions.iloc[0]
+        path = prediction_path(Path(pred_dir), r.method, seed=int(first["seed"]), fold=int(first["fold"]),
+                               repeat=int(first["repeat"]))
+        check_prediction_file(path, r.method, n_patients=n_patients)
+        paths.append(path)
+    if not paths:
+        raise ValueError(f"no chain results given: nothing to check in {pred_dir}")
+    return paths

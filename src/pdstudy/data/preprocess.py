@@ -1,12 +1,8 @@
 """`pdstudy prepare`: DICOM cohort -> windowed, physically resampled slice cache + qc.csv.
 
-Per patient: group CT files into series, pick the portal-venous series, order slices, keep
-the manifest's z range, convert to HU, window to [-215, 285] HU, resample to a fixed pixel
-size and crop/pad to a square canvas. Patients are processed in parallel processes; a
-problem with one patient excludes that patient (reason in ``qc.csv``) and never the cohort.
-
-The cache is keyed by the manifest checksum and the preprocessing parameters, and is
-written to a temporary folder then renamed, so an interrupted run leaves no half cache.
+One patient (:func:`process_patient`), the whole cohort in parallel processes with its keyed slice
+cache (:func:`prepare`, :func:`cache_key`). The cache is read by :mod:`pdstudy.data.cache`.
+See docs/preprocessing.md.
 """
 
 from __future__ import annotations
@@ -17,7 +13,6 @@ import hashlib
 import io
 import multiprocessing as mp
 import os
-import re
 import shutil
 import tempfile
 import traceback
@@ -34,6 +29,7 @@ from tqdm.auto import tqdm
 
 from pdstudy.core.hashing import stable_hash
 from pdstudy.core.io import write_csv, write_json
+from pdstudy.core.paths import redact
 from pdstudy.data.cache import QC_COLUMNS, PreparedCohort, load_prepared, reason_category
 from pdstudy.data.dicom import (
     HU_WINDOW,
@@ -148,23 +144,23 @@ def process_patient(row: dict[str, str], root: str, config: PrepareConfig) -> Pa
     try:
         return _process(pid, row, folder, Path(root), config)
     except PatientDataError as exc:
-        return PatientResult(pid, "excluded", scrub_paths(str(exc), folder, Path(root)))
+        return PatientResult(pid, "excluded", scrub_reason_paths(str(exc), folder, Path(root)))
     except Exception as exc:  # anything unexpected: keep the cohort going, record the cause
         last = traceback.extract_tb(exc.__traceback__)[-1]
         where = f"{Path(last.filename).name}:{last.lineno}"
-        text = scrub_paths(str(exc), folder, Path(root))[:200]
+        text = scrub_reason_paths(str(exc), folder, Path(root))[:200]
         return PatientResult(pid, "excluded", f"unexpected error {type(exc).__name__} at {where}: {text}")
 
 
-def scrub_paths(text: str, folder: Path, root: Path) -> str:
+def scrub_reason_paths(text: str, folder: Path, root: Path) -> str:
     """Remove every path component above the patient's ``dicom_dir`` (and the manifest's folder) from ``text``.
 
     Paths below ``folder`` become relative to it, paths below ``root`` relative to the manifest;
     any other absolute path keeps only its last component.
     """
     for base in sorted({str(folder), str(folder.resolve()), str(root), str(root.resolve())}, key=len, reverse=True):
-        text = text.replace(base + os.sep, "").replace(base, ".")
-    return re.sub(r"(?<![\w.])(?:/[^\s'\"/:]+)+/([^\s/'\":]+)", r"\1", text)
+        text = redact(text, {base + os.sep: "", base: "."})
+    return redact(text, inner_paths=True)
 
 
 def _process(pid: str, row: dict[str, str], folder: Path, root: Path, config: PrepareConfig) -> PatientResult:

@@ -1,6 +1,31 @@
-"""Numbers from prediction files: Tables 2-4, cross-validation summaries, readers, localisation scores and model
-choice on validation data. No torch, no matplotlib."""
+"""Numbers from prediction files: Tables 2-4, the iteration curve, cross-validation summaries, readers and
+localisation scores. No torch, no matplotlib; what each table computes is described in ``docs/statistics.md``.
 
+Every table function returns a numeric :class:`pandas.DataFrame` with ``attrs["table"]`` (its kind) and
+``attrs["notes"]`` (footer lines); :func:`pdstudy.report.write_evaluation_table` writes it.
+"""
+
+from pdstudy.evaluate._curves import iteration_curve
+from pdstudy.evaluate._cv import cv_summary
+from pdstudy.evaluate._scores import (
+    METRICS,
+    POLICIES,
+    POLICY_LABELS,
+    choose_threshold,
+    default_baseline,
+    final_stage,
+    has_both_classes,
+    method_scores,
+    paper_method_ids,
+    patients_of_split,
+)
+from pdstudy.evaluate._table2 import table2
+from pdstudy.evaluate._table3 import table3
+from pdstudy.evaluate._table4 import DEFAULT_ABLATION_METHODS, table4
+from pdstudy.evaluate.clinicians import (
+    stated_operating_points,
+    table3_rows,
+)
 from pdstudy.evaluate.localisation import (
     best_slice,
     estimate_body_masks,
@@ -9,64 +34,74 @@ from pdstudy.evaluate.localisation import (
     select_examples,
     to_grid,
 )
+from pdstudy.evaluate.localisation_table import (
+    LEVELS,
+    LOCALISATION_COLUMNS,
+    TumourSlices,
+    localisation_table,
+    tumour_slices,
+)
 from pdstudy.evaluate.readers import (
     DEFAULT_OPERATING_POINTS,
     READER_COLUMNS,
     SIMULATED_SUFFIX,
     OperatingPoint,
     is_simulated,
+    rate_metrics,
     read_readers,
     reader_metrics,
     simulate_readers,
 )
-from pdstudy.evaluate.tables import (
-    DEFAULT_ABLATION_METHODS,
-    POLICIES,
-    POLICY_LABELS,
-    MethodInfo,
-    choose_threshold,
-    cv_summary,
-    default_baseline,
-    final_stage,
-    format_table,
-    iteration_curve,
-    method_scores,
-    paper_method_ids,
-    patients_of_split,
-    table2,
-    table3,
-    table4,
+from pdstudy.evaluate.selection import (
+    FOLDS,
+    VALIDATION_CHOICE_RULE,
+    choose_on_validation,
+    preferred_policy,
+    select_predictions,
 )
 
 __all__ = [
     "DEFAULT_ABLATION_METHODS",
     "DEFAULT_OPERATING_POINTS",
-    "MethodInfo",
+    "FOLDS",
+    "LEVELS",
+    "LOCALISATION_COLUMNS",
+    "METRICS",
     "OperatingPoint",
     "POLICIES",
     "POLICY_LABELS",
     "READER_COLUMNS",
     "SIMULATED_SUFFIX",
+    "TumourSlices",
+    "VALIDATION_CHOICE_RULE",
     "best_slice",
+    "choose_on_validation",
     "choose_threshold",
     "cv_summary",
     "default_baseline",
     "estimate_body_masks",
     "final_stage",
-    "format_table",
+    "has_both_classes",
     "is_simulated",
     "iteration_curve",
     "localisation_scores",
     "localisation_summary",
+    "localisation_table",
     "method_scores",
     "paper_method_ids",
     "patients_of_split",
+    "preferred_policy",
+    "rate_metrics",
     "read_readers",
     "reader_metrics",
     "select_examples",
+    "select_predictions",
     "simulate_readers",
+    "stated_operating_points",
     "table2",
     "table3",
+    "table3_rows",
     "table4",
     "to_grid",
+    "tumour_slices",
 ]

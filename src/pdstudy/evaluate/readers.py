@@ -1,35 +1,7 @@
 """Clinician readers: the readers CSV, simulated readers at stated operating points, reader metrics.
 
-Readers CSV schema
-------------------
-One row per reader and test patient (a reader calls every test patient once):
-
-================== ======== =================================================================
-column             required meaning
-================== ======== =================================================================
-``patient_id``     yes      pseudonymous ID, as in the manifest and the prediction files
-``reader_id``      yes      reader name, e.g. ``C3``; simulated readers end in ``(simulated)``
-``years_experience`` yes    years of experience of the reader (integer >= 0, the same on all
-                            of that reader's rows)
-``call``           yes      the reader's call: ``good`` or ``poor`` response (never ``GR``/``PR``)
-``simulated``      no       ``true``/``false``; written by :func:`simulate_readers`
-================== ======== =================================================================
-
-Other columns are kept and ignored. A reader's call is *positive* when it is ``poor``
-(class 1, :data:`pdstudy.core.vocab.POSITIVE_CLASS`), so sensitivity is the share of poor responders
-called poor and specificity the share of good responders called good.
-
-Simulated readers
------------------
-The paper's clinicians' calls are not published. :func:`simulate_readers` draws calls that hit
-stated operating points *exactly* on the given patients (e.g. sensitivity 12/14 = 85.71%): it picks,
-with a seeded generator, which poor responders are called poor and which good responders are called
-good. Which patients a simulated reader gets right is random, so McNemar tests and ROC markers
-against simulated readers only illustrate the analysis; every table and figure labels them
-"simulated". The default operating points are the paper's Table 3 (sensitivity / specificity, %):
-C3 100 / 85.71, C20 85.71 / 78.57, C40 92.86 / 64.29. The paper prints 75.57% for C20's
-specificity, which is not k/14 for any k; its accuracy 82.14% (23/28) and sensitivity 85.71%
-(12/14) imply 11/14 = 78.57%, used here.
+The readers CSV schema (one call per reader and test patient; ``call`` is ``good`` or ``poor``, poor being
+the positive class) and how simulated readers are drawn are described in ``docs/statistics.md`` (Table 3).
 """
 
 from __future__ import annotations
@@ -51,6 +23,7 @@ __all__ = [
     "SIMULATED_SUFFIX",
     "OperatingPoint",
     "is_simulated",
+    "rate_metrics",
     "read_readers",
     "reader_metrics",
     "simulate_readers",
@@ -95,7 +68,18 @@ DEFAULT_OPERATING_POINTS: Final = (
 
 
 def is_simulated(reader_id: str) -> bool:
-    """Whether a reader ID names a simulated reader (it contains ``simulated``, any case)."""
+    """Whether a reader ID names a simulated reader (it contains ``simulated``, any case).
+
+    Parameters
+    ----------
+    reader_id : str
+        Reader ID, e.g. ``"C3 (simulated)"``.
+
+    Returns
+    -------
+    bool
+        True for a simulated reader.
+    """
     return "simulated" in str(reader_id).lower()
 
 
@@ -173,7 +157,7 @@ def _validate_readers(df: pd.DataFrame, source: str) -> pd.DataFrame:
 
 
 def read_readers(path: str | Path) -> pd.DataFrame:
-    """Read and validate a readers CSV (schema in the module docstring).
+    """Read and validate a readers CSV (schema: :data:`READER_COLUMNS`, see ``docs/statistics.md``).
 
     Parameters
     ----------
@@ -311,7 +295,20 @@ def reader_metrics(readers: pd.DataFrame, patients: pd.DataFrame, level: float =
 
 
 def rate_metrics(tp: int, fp: int, tn: int, fn: int, level: float = 0.95) -> dict[str, float]:
-    """ACC/SEN/SPE with Wilson intervals from confusion counts (NaN when a denominator is 0)."""
+    """ACC/SEN/SPE with Wilson intervals from confusion counts (NaN when a denominator is 0).
+
+    Parameters
+    ----------
+    tp, fp, tn, fn : int
+        Confusion counts, poor response = positive.
+    level : float, default 0.95
+        Level of the Wilson intervals.
+
+    Returns
+    -------
+    dict of str to float
+        ``acc, acc_lo, acc_hi, sen, sen_lo, sen_hi, spe, spe_lo, spe_hi`` (proportions).
+    """
     out: dict[str, float] = {}
     for name, k, n in (("acc", tp + tn, tp + fp + tn + fn), ("sen", tp, tp + fn), ("spe", tn, tn + fp)):
         if n == 0:

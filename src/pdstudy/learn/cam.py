@@ -1,28 +1,8 @@
-"""Class activation maps for class ``poor``, their localisation of the tumour, and Fig. 5 overlays.
+"""Class activation maps for class ``poor`` (Grad-CAM, Grad-CAM++, EigenCAM) at the classifier's last feature map.
 
-:func:`compute_cam` runs Grad-CAM (or Grad-CAM++ / EigenCAM, see :data:`CAM_METHODS`, from the
-``grad-cam`` package) at the layer :func:`pdstudy.learn.models.gradcam_target_layer` names: the last
-convolutional feature map the classifier pools. Slices are centre-cropped and normalised exactly
-as in training evaluation (:func:`pdstudy.learn.dataset.centre_crop`, then
-:func:`pdstudy.learn.dataset.to_model_input` with :func:`pdstudy.learn.train.input_norm`). The CAM is
-upsampled (bilinearly, by ``grad-cam``) from that feature map to the crop and min-max scaled to
-[0, 1] per slice, so its resolution is the feature map's, not the crop's: with a 32x downsampling
-network a 56 px crop gives a 2x2 map, four cells of 28 px each (the quick profile builds its ResNet
-and ByobNet stand-ins with ``output_stride=16`` for a 4x4 map at 60 px). Maps of 2x2 or smaller are
-flagged ``too_coarse`` in the returned info, warned about, and noted on the figure; callers must
-report the flag, not hide it.
-
-Localisation against the tumour mask (:func:`localisation_scores`, :func:`localisation_summary`):
-
-- energy in mask: share of the CAM's total energy (sum of its values) inside the tumour mask.
-  Chance: the mask's share of the body (of the whole crop without a body mask), i.e. what a
-  CAM spread uniformly over the body would score.
-- pointing game: a hit when the CAM's peak lies in the tumour mask dilated by 1 pixel (3x3
-  square, so a peak touching the mask edge, including diagonally, counts). When several pixels
-  share the maximum (a plateau, common after upsampling a coarse map) the peak is the maximal
-  pixel nearest the plateau's centroid. Chance: the dilated mask's share of the body (crop).
-
-Slices whose cropped mask is empty, or whose CAM is constant, get no score (NaN).
+Maps as coarse as 2x2 are flagged ``too_coarse``. Scores against the tumour mask are in
+:mod:`pdstudy.evaluate.localisation`, Fig. 5 overlays in :mod:`pdstudy.report.cam`. See docs/training.md,
+"Class activation maps".
 """
 
 from __future__ import annotations

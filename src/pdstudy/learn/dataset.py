@@ -1,10 +1,7 @@
 """Batches of CT slices from the slice cache, with the paper's augmentation done batched on tensors.
 
-Training never touches DICOM: slices come from the uint8 memory-mapped cache written by
-``prepare``. Augmentation (flip, rotation, scaling, shift, then a random crop) runs on whole
-batches in-process with ``affine_grid``/``grid_sample``, which keeps 2 CPU cores busy with the
-network instead of per-sample Python. All randomness derives from ``(seed, epoch, step)``
-(:func:`derive_seed`), so a resumed run draws exactly what an uninterrupted run would.
+Every random draw derives from ``(seed, epoch, step)``, so resumed and data-parallel runs draw what one
+uninterrupted process would. See docs/training.md, "Slices and augmentation".
 """
 
 from __future__ import annotations
@@ -22,6 +19,7 @@ import torch.nn.functional as F
 from pdstudy.core.hashing import derive_seed
 from pdstudy.core.vocab import label_of
 from pdstudy.data.cache import PreparedCohort
+from pdstudy.learn.distributed import shard_bounds
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -242,8 +240,6 @@ class _EpochSteps(torch.utils.data.Dataset):
         sl = slice(step * self.batch_size, (step + 1) * self.batch_size)
         gen = torch.Generator().manual_seed(derive_seed(self.seed, "augment", self.epoch, step))
         if self.shard is not None:  # data-parallel: this process's contiguous share of the global batch
-            from pdstudy.learn.distributed import shard_bounds
-
             rows, labels = self.rows[sl], self.labels[sl]
             lo, hi = shard_bounds(len(rows), *self.shard)
             x = augment_batch(self.data.load(rows[lo:hi]), self.augment, gen, batch=len(rows), offset=lo)

@@ -1,24 +1,8 @@
 """Baselines, knowledge distillation (KD) and Progressive Distill (PD) chains, with a stage cache.
 
-A *chain* is a list of architectures, e.g. ``efficientnet_b0>efficientnet_b3>efficientnet_b7``.
-Stage 0 is a teacher trained with label-smoothed cross-entropy; every later stage is a student
-distilled from the stage before it (Algorithm 1), which then becomes the next teacher.
-
-========== ================= ========================================================
-method     stages            students
-========== ================= ========================================================
-baseline   1                 (none: the teacher alone)
-kd         2                 one student, no model noise
-pd         >= 3 (2+ iters)   noisy students (dropout + stochastic depth), each the next teacher
-========== ================= ========================================================
-
-The ablation of Table 4 uses the same machinery: KD = ``kd`` with 2 stages; KD + model noise =
-``pd`` with 2 stages (one noisy iteration); KD + noise + multiple iterations = ``pd`` with 3.
-
-A stage is reused only when its key matches: architecture and weights, noise, training
-configuration, the sorted training-patient IDs, fold, repeat, seed, the manifest checksum and
-preprocessing, and the hash of the upstream teacher's checkpoint. So notebooks 03-05 reuse the
-teachers of notebook 02, and no fold can reuse a model that saw its test patients.
+:func:`run_method` trains (or reuses, by :func:`stage_key`) every stage of a method's chain and returns
+the patient predictions of every stage. See docs/training.md, "Chains", "The stage cache" and
+"Predictions".
 """
 
 from __future__ import annotations
@@ -33,13 +17,13 @@ import torch
 
 from pdstudy.core.hashing import derive_seed, sha256_file, stable_hash
 from pdstudy.core.io import write_csv, write_json
-from pdstudy.core.methods import METHOD_KINDS, Method, display_arch  # noqa: F401 (re-exported)
+from pdstudy.core.methods import QUICK_STAND_INS, Method
 from pdstudy.data.cache import PreparedCohort
 from pdstudy.data.predictions import PREDICTION_COLUMNS
 from pdstudy.data.splits import ids_hash
 from pdstudy.learn import distributed
 from pdstudy.learn.dataset import SliceSet
-from pdstudy.learn.models import QUICK_STAND_INS, build_model, get_architecture
+from pdstudy.learn.models import build_model, get_architecture
 from pdstudy.learn.train import (
     TrainConfig,
     load_checkpoint,
@@ -48,6 +32,7 @@ from pdstudy.learn.train import (
     save_checkpoint,
     train_model,
 )
+from pdstudy.stats import roc_auc
 
 
 def parse_chain(chain: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -147,7 +132,7 @@ class Context:
 
 
 def stage_key(ctx: Context, arch: str, *, noisy: bool, upstream_sha: str | None) -> str:
-    """The stage-cache key (see the module docstring for what it covers)."""
+    """The stage-cache key (what it covers: docs/training.md, "The stage cache")."""
     train_ids = ctx.patients.loc[ctx.patients["split"] == "train", "patient_id"]
     val_ids = ctx.patients.loc[ctx.patients["split"] == "val", "patient_id"]
     built = get_architecture(ctx.settings.built_arch(arch))
@@ -261,7 +246,5 @@ def timing_table(results: list[ChainResult]) -> pd.DataFrame:
 
 def split_auc(predictions: pd.DataFrame, split: str = "test") -> float:
     """AUC on one split of one stage's predictions (quick summaries inside notebooks)."""
-    from pdstudy.stats import roc_auc
-
     test = predictions[predictions["split"] == split]
     return float(roc_auc((test["response"] == "poor").astype(int).to_numpy(), test["score"].to_numpy()))

@@ -1,29 +1,7 @@
 """Data-parallel training under ``torchrun``: the process group, batch sharding, DDP and rank-0 I/O.
 
-``pdstudy train --config FILE`` runs unchanged as one process or as ``torchrun --nproc_per_node N``
-(multi-node too). When ``WORLD_SIZE`` is unset or 1 nothing here touches ``torch.distributed`` and
-the training loop is exactly the single-process one.
-
-Semantics of a run on ``N`` processes
--------------------------------------
-- **Effective batch size = ``batch_size``** (global, whatever ``N``): every step all processes draw
-  the same global batch from ``(seed, epoch, step)``, including its augmentation parameters, and
-  each takes a contiguous shard of it (sizes differ by at most one, no padding or duplicates).
-  Gradients are scaled by the shard's share so their average over processes is the gradient of
-  the global batch mean: with no batch-norm statistics and no model noise, ``N`` processes reach
-  the weights of one process (tests/test_distributed.py).
-- **Learning rate: not rescaled.** The global batch does not change with ``N``, so ``lr`` and the
-  schedule keep their meaning. To give each GPU more work raise ``batch_size`` yourself and scale
-  ``lr`` with it (linear rule for SGD; roughly square-root for AdamW, then check).
-- **Batch norm**: SyncBatchNorm on CUDA (statistics over the global batch); on CPU (gloo) each
-  process normalises its shard, and the model evaluated and saved is rank 0's.
-- **Noise**: dropout and stochastic depth draw from ``(seed, epoch, step, rank)``.
-- **Last batch**: an epoch's last batch with fewer than two slices per process (at most
-  ``2N - 1`` slices) is skipped: batch norm in training mode needs two values per channel.
-- **Files**: only rank 0 writes checkpoints, stage files, predictions and provenance; all ranks
-  resume from the same checkpoint. Evaluation (validation AUC, slice probabilities) runs on rank 0
-  over every patient exactly once. Several nodes need ``data_dir`` and ``run_dir`` on a shared
-  filesystem.
+With ``WORLD_SIZE`` unset or 1 nothing here touches ``torch.distributed``. The semantics on ``N``
+processes (global batch, learning rate, batch norm, noise, files) are in docs/cluster.md.
 """
 
 from __future__ import annotations
@@ -35,7 +13,11 @@ from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+from timm.layers import convert_sync_batchnorm
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from pdstudy.learn.device import resolve_device
 
 T = TypeVar("T")
 
@@ -96,8 +78,6 @@ def init_from_env(device: str = "auto", *, timeout_minutes: float = 60.0) -> Wor
     timeout_minutes : float
         Collective timeout; rank 0 evaluates every patient while the others wait.
     """
-    from pdstudy.learn.device import resolve_device
-
     if requested_world_size() <= 1:
         return World()
     if dist.is_initialized():
@@ -150,8 +130,6 @@ def sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     """
     if not world().active or device.type != "cuda":
         return model
-    from timm.layers import convert_sync_batchnorm
-
     return convert_sync_batchnorm(model)
 
 
@@ -159,8 +137,6 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     """``DistributedDataParallel`` around ``model`` (returned unchanged for a single process)."""
     if not world().active:
         return model
-    from torch.nn.parallel import DistributedDataParallel
-
     ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" \
         else None
     return DistributedDataParallel(model, device_ids=ids)

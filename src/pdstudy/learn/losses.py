@@ -1,22 +1,7 @@
-"""Losses of the study: label-smoothed cross entropy (teacher) and distillation loss (student).
+"""Losses of the study: label-smoothed cross entropy (Eq. 3, teachers) and the distillation loss (students).
 
-Label smoothing follows the paper's Eq. 3: with K classes the target puts ``1 - beta`` on the
-true class and ``beta / (K - 1)`` on each other class. PyTorch's
-``cross_entropy(label_smoothing=eps)`` mixes the one-hot target with the uniform distribution
-(``1 - eps + eps / K`` on the true class), which is the same target for ``eps = beta * K / (K - 1)``.
-
-The student loss combines a soft term, ``T^2 * KL(softmax(teacher / T) || softmax(student / T))``
-averaged over the batch, with the label-smoothed cross entropy on the labels (hard term).
-The paper weights them two ways:
-
-- Algorithm 1 (line 20), the default ``convention="algorithm1"``:
-  ``alpha * soft + (1 - alpha) * hard``;
-- Eq. 1, ``convention="eq1"``: ``alpha * hard + (1 - alpha) * soft``.
-
-The two agree for ``alpha = 0.5`` and map onto each other by ``alpha -> 1 - alpha``. The same
-loss with complementary weights, ``T^2`` and batch-mean KL is timm's ``LogitDistillationTask``
-(``task_loss_weight = 1 - alpha`` for Algorithm 1). Teacher logits are detached: gradients reach
-the student only.
+The two weightings of the paper (Algorithm 1 and Eq. 1) and the label-smoothing target are explained in
+docs/training.md (Losses).
 """
 
 from __future__ import annotations

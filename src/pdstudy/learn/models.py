@@ -1,72 +1,9 @@
 """Classifiers of the study: timm CNNs by registry name, with model noise and local weights.
 
-Every model is a timm model created by :func:`build_model` from a study name. Models take
-``in_chans`` = 3 input channels by default: the data pipeline replicates each windowed CT
-slice to 3 channels so that ImageNet weights apply unchanged (with ``in_chans=1`` timm
-folds the pretrained first convolution to one channel instead). Models output
-``num_classes`` = 2 logits; class 1 is the positive class ``poor`` (see :mod:`pdstudy.core.vocab`).
-
-Paper profile (``PAPER_ARCHITECTURES``), the 2D CNNs of Table 2. The study trains at
-224 x 224 crops; "native" is the resolution the ImageNet weights were trained at.
-Parameter counts are for 2 classes, 3 input channels.
-
-| study name         | timm tag                                | native | params  | weights                      |
-|--------------------|-----------------------------------------|--------|---------|------------------------------|
-| resnet50           | ``resnet50.tv_in1k``                    | 224    | 23.5 M  | torchvision V1               |
-| resnet101          | ``resnet101.tv_in1k``                   | 224    | 42.5 M  | torchvision V1               |
-| resnext101_32x8d   | ``resnext101_32x8d.tv_in1k``            | 224    | 86.7 M  | torchvision V1               |
-| densenet121        | ``densenet121.tv_in1k``                 | 224    | 7.0 M   | torchvision                  |
-| densenet201        | ``densenet201.tv_in1k``                 | 224    | 18.1 M  | torchvision                  |
-| vgg11              | ``vgg11.tv_in1k``                       | 224    | 128.8 M | torchvision (no BatchNorm)   |
-| vgg16              | ``vgg16.tv_in1k``                       | 224    | 134.3 M | torchvision (no BatchNorm)   |
-| efficientnet_b0    | ``tf_efficientnet_b0.aa_in1k``          | 224    | 4.0 M   | TF original, AutoAugment     |
-| efficientnet_b3    | ``tf_efficientnet_b3.aa_in1k``          | 300    | 10.7 M  | TF original, AutoAugment     |
-| efficientnet_b7    | ``tf_efficientnet_b7.aa_in1k``          | 600    | 63.8 M  | TF original, AutoAugment     |
-
-``resnext101`` (the name in the paper's Table 2 file) is accepted as an alias of
-``resnext101_32x8d``. timm publishes no native-PyTorch EfficientNet-B7 weights, so the whole
-B0/B3/B7 ladder uses the TF ports (``tf_`` models: "same" padding, BatchNorm eps 1e-3) with one
-recipe. ``ns_jft_in1k`` (Noisy Student) weights were avoided because they come from noisy
-student-teacher training themselves, which would blur the model-noise ablation; ``ap_in1k``
-expects mean = std = 0.5 input normalisation.
-
-Quick profile (``QUICK_ARCHITECTURES``): tiny timm test models with ImageNet weights at
-160 px stand in for the EfficientNet ladder (smallest / small / larger) so the pipeline runs
-on a CPU in seconds. All three have residual blocks, so stochastic depth really acts on them.
-``test_efficientnet`` was rejected: none of its blocks has a skip connection, so timm builds
-its ``DropPath`` modules but never applies them and ``drop_path_rate`` would be a silent no-op.
-Each is built with extra ``timm.create_model`` arguments (``model_kwargs``), part of the stage
-cache key:
-
-| quick name    | timm tag                    | stands in for   | params  | blocks      | model_kwargs     |
-|---------------|-----------------------------|-----------------|---------|-------------|------------------|
-| test_byobnet  | ``test_byobnet.r160_in1k``  | efficientnet_b0 | 200,370 | 4 (with SE) | output_stride=16 |
-| test_convnext | ``test_convnext.r160_in1k`` | efficientnet_b3 | 207,258 | 9 ConvNeXt  | ls_init_value=1  |
-| test_resnet   | ``test_resnet.r160_in1k``   | efficientnet_b7 | 372,882 | 4 ResNet    | output_stride=16 |
-
-Parameter counts are for 2 classes; the quick profile caches 64 px and crops 60 px.
-``output_stride=16`` (a dilated last stage, same weights) keeps a 4x4 last feature map at
-60 px instead of 2x2, so Grad-CAM has something to show. ConvNeXt's layer scale starts at
-1e-6 in timm, which leaves a randomly initialised model almost untrained after the quick
-profile's ~150 steps (training AUC about 0.6 on the synthetic cohort); starting it at 1.0 lets
-it learn. Layer scales are weights, so ImageNet weights, when loaded, replace the start value.
-Even so, in random-init quick runs the ConvNeXt stand-in learns least of the three.
-
-Model noise (``NOISE_CAPABILITIES``) is dropout (``drop_rate``) and stochastic depth
-(``drop_path_rate``), per timm family (the timm module that defines the model):
-
-| family       | drop_rate                        | drop_path_rate                              |
-|--------------|----------------------------------|---------------------------------------------|
-| resnet       | yes, before the classifier       | yes, linear decay over blocks up to the rate|
-| efficientnet | yes, before the classifier       | yes, linear decay over blocks (max < rate)  |
-| byobnet      | yes, before the classifier       | yes, linear decay over blocks up to the rate|
-| convnext     | yes, in the head before the fc   | yes, linear decay over blocks up to the rate|
-| densenet     | yes, before the classifier       | no (timm's DenseNet has no such argument)   |
-| vgg          | yes, in pre-logits MLP and head  | no (timm's VGG has no such argument)        |
-
-Asking for noise a family does not support raises ``ValueError``. Note: the torchvision
-versions of VGG (dropout 0.5) and EfficientNet (dropout 0.2-0.5, stochastic depth 0.2)
-carry noise by default; here all noise defaults to 0 and is set explicitly.
+:func:`build_model` creates a study architecture (:data:`PAPER_ARCHITECTURES`, the Table 2 CNNs, or
+:data:`QUICK_ARCHITECTURES`, the quick profile's stand-ins) with dropout and stochastic depth
+(:data:`NOISE_CAPABILITIES`) and ImageNet or local weights. Tables, choices and caveats:
+docs/training.md, "Models by registry name".
 """
 
 from __future__ import annotations
@@ -83,17 +20,17 @@ from types import MappingProxyType
 from typing import Final, Literal
 
 import timm
+from huggingface_hub import constants as hf_constants
 from timm.layers import DropPath
 from torch import nn
 
-from pdstudy.core.methods import ARCH_ALIASES
+from pdstudy.core.methods import ARCH_ALIASES, QUICK_STAND_INS
 
 __all__ = [
     "ALIASES",
     "NOISE_CAPABILITIES",
     "PAPER_ARCHITECTURES",
     "QUICK_ARCHITECTURES",
-    "QUICK_STAND_INS",
     "Architecture",
     "PretrainedWeightsUnavailableError",
     "available_architectures",
@@ -180,6 +117,9 @@ PAPER_ARCHITECTURES: Final[Mapping[str, Architecture]] = MappingProxyType(
     }
 )
 
+#: Quick model -> the paper architecture it stands in for (the pairs are pdstudy.core.methods.QUICK_STAND_INS).
+_STANDS_IN_FOR: Final = {quick: paper for paper, quick in QUICK_STAND_INS.items()}
+
 QUICK_ARCHITECTURES: Final[Mapping[str, Architecture]] = MappingProxyType(
     {
         "test_byobnet": Architecture(
@@ -188,7 +128,7 @@ QUICK_ARCHITECTURES: Final[Mapping[str, Architecture]] = MappingProxyType(
             64,
             160,
             "200,370 params (2 classes); 4 blocks: edge (fused-MBConv-like), dark, basic, bottleneck, with SE",
-            stands_in_for="efficientnet_b0",
+            stands_in_for=_STANDS_IN_FOR["test_byobnet"],
             model_kwargs=MappingProxyType({"output_stride": 16}),
         ),
         "test_convnext": Architecture(
@@ -197,7 +137,7 @@ QUICK_ARCHITECTURES: Final[Mapping[str, Architecture]] = MappingProxyType(
             64,
             160,
             "207,258 params (2 classes); 9 ConvNeXt blocks (depthwise 7x7 conv, LayerNorm, GELU)",
-            stands_in_for="efficientnet_b3",
+            stands_in_for=_STANDS_IN_FOR["test_convnext"],
             model_kwargs=MappingProxyType({"ls_init_value": 1.0}),
         ),
         "test_resnet": Architecture(
@@ -206,16 +146,12 @@ QUICK_ARCHITECTURES: Final[Mapping[str, Architecture]] = MappingProxyType(
             64,
             160,
             "372,882 params (2 classes); ResNet basic/bottleneck blocks",
-            stands_in_for="efficientnet_b7",
+            stands_in_for=_STANDS_IN_FOR["test_resnet"],
             model_kwargs=MappingProxyType({"output_stride": 16}),
         ),
     }
 )
 
-#: Paper architecture -> quick-profile stand-in.
-QUICK_STAND_INS: Final[Mapping[str, str]] = MappingProxyType(
-    {arch.stands_in_for: name for name, arch in QUICK_ARCHITECTURES.items() if arch.stands_in_for}
-)
 
 #: Other spellings accepted by :func:`get_architecture`.
 ALIASES: Final[Mapping[str, str]] = MappingProxyType(dict(ARCH_ALIASES))
@@ -294,12 +230,7 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
 
 
 def _unavailable_message(name: str, arch: Architecture, exc: BaseException) -> str:
-    try:
-        from huggingface_hub import constants
-
-        cache = f"{constants.HF_HUB_CACHE}"
-    except ImportError:
-        cache = "$HF_HOME/hub (default ~/.cache/huggingface/hub)"
+    cache = f"{hf_constants.HF_HUB_CACHE}"
     repo = f"timm/{arch.timm_tag}"
     reason = str(exc).rstrip(". ")
     return (

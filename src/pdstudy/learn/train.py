@@ -1,11 +1,7 @@
 """One training loop for teachers and students, with exact resume, and batched slice inference.
 
-Teachers train with label-smoothed cross-entropy (Eq. 3); students with the distillation loss
-(Algorithm 1) against a frozen teacher in eval mode that sees the same augmented batch. The
-learning rate follows a linear warmup then cosine decay (Eq. 2), per batch by default
-(``schedule="epoch"`` gives Algorithm 1's per-epoch steps). Checkpoints are written atomically
-after every epoch with their SHA-256; re-running the same call resumes from the newest valid one
-and, because every random draw derives from ``(seed, epoch, step)``, reaches the same weights.
+Warmup then cosine learning rate (Eq. 2), atomic per-epoch checkpoints with their SHA-256, model
+selection, top-k patient scores. See docs/training.md, "The training loop".
 """
 
 from __future__ import annotations
@@ -22,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -39,6 +36,7 @@ from pdstudy.learn.dataset import (
 )
 from pdstudy.learn.device import resolve_device
 from pdstudy.learn.losses import distillation_loss, label_smoothing_ce
+from pdstudy.stats import delong_auc_ci
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("batch", "epoch")
@@ -47,7 +45,7 @@ SELECTIONS = ("last", "best_val")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyperparameters of one training stage (documented defaults per profile in ``profiles/*.yaml``)."""
+    """Hyperparameters of one training stage (documented defaults per profile in ``pdstudy/core/profiles/*.yaml``)."""
 
     epochs: int = 30
     batch_size: int = 32
@@ -332,8 +330,6 @@ def train_model(
                 raise KeyboardInterrupt(f"stopped after {done_steps} steps (simulated interruption)")
         record = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": lr}
         if val_set is not None and world.main:
-            from pdstudy.stats import delong_auc_ci  # local: stats stays torch-free, train imports it lazily
-
             scores = patient_scores(val_set, predict_slices(model, val_set, cfg, device=device), k=top_k)
             y_val = np.array([val_set.labels[p] for p in scores.index])
             record["val_auc"] = float(delong_auc_ci(y_val, scores.to_numpy())[0]) if len(set(y_val)) == 2 else math.nan
@@ -404,7 +400,5 @@ def top_k_mean(probs: np.ndarray, k: int) -> float:
 
 def patient_scores(data: SliceSet, slice_probs: dict[int, float], *, k: int = 10):
     """Patient score = mean of the top-k slice probabilities of class 1, as a Series by patient ID."""
-    import pandas as pd
-
     return pd.Series({pid: top_k_mean(np.array([slice_probs[r] for r in data.rows[pid]]), k)
                       for pid in data.patient_ids}, name="score")

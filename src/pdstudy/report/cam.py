@@ -1,4 +1,13 @@
-"""Fig. 5: CAM overlays on CT slices with the tumour outline."""
+"""Fig. 5: CAM overlays on CT slices with the tumour outline, and the words that go with the Grad-CAM section.
+
+* :func:`plot_overlays`: the overlay grid for any slices; :func:`plot_cam_examples`: Fig. 5 itself, one
+  test patient per RECIST category, titled with the explained model, layer and resolution (in red, with a
+  warning, when the maps are too coarse to interpret).
+* :func:`cam_notes`, :func:`explained_model_note`, :data:`SELECTION_NOTES`: what notebook 07 says about
+  the figure and about the choice of the model.
+* :func:`localisation_title`, :func:`localisation_notes`, :func:`highlighted_notes`,
+  :data:`NO_MASKS_NOTE`: the title and notes of ``tables/gradcam_localisation``.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +16,40 @@ from typing import Any, Final
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from matplotlib import patheffects
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.lines import Line2D
 
 from pdstudy.core.methods import CAM_METHOD_LABELS
-from pdstudy.core.vocab import RECIST_NAMES, RECIST_TO_RESPONSE
+from pdstudy.core.vocab import RECIST_CODES, RECIST_NAMES, RECIST_TO_RESPONSE
 from pdstudy.evaluate.localisation import to_grid
+from pdstudy.evaluate.selection import VALIDATION_CHOICE_RULE
 from pdstudy.report.style import set_style
+
+__all__ = [
+    "NO_MASKS_NOTE",
+    "SELECTION_NOTES",
+    "cam_notes",
+    "example_title",
+    "explained_model_note",
+    "highlighted_notes",
+    "localisation_notes",
+    "localisation_title",
+    "plot_cam_examples",
+    "plot_overlays",
+]
+
+#: Notes of ``tables/gradcam_selection``: the rule that chose the explained model.
+SELECTION_NOTES: Final = (f"Rule, fixed before looking at any map: {VALIDATION_CHOICE_RULE}.",)
+
+#: Said instead of the localisation table when the cohort's cache has no tumour masks.
+NO_MASKS_NOTE: Final = ("**No tumour masks in this cohort's cache: localisation is not scored.** Fig. 5 above is "
+                        "the only output; it shows where the maps are high, not whether that is the tumour.")
+
+#: Title colour of a figure whose maps are too coarse to interpret (else black).
+_WARNING_COLOUR: Final = "#a50f15"
 
 _MASK_STYLE: Final = {"color": "white", "lw": 1.4,
                       "path_effects": [patheffects.withStroke(linewidth=2.6, foreground="black")]}
@@ -44,6 +78,7 @@ def plot_overlays(
     info: Mapping[str, Any] | None = None,
     notes: Sequence[str | None] | None = None,
     suptitle: str | None = None,
+    suptitle_color: str | None = None,
     cmap: str = "turbo",
 ) -> plt.Figure:
     """Fig. 5: one column per example; windowed slice on top, CAM overlay below, tumour contour.
@@ -68,6 +103,8 @@ def plot_overlays(
         Extra per-column note shown on the CAM panel.
     suptitle : str, optional
         Figure title; a default naming method, class and layer is used when ``info`` is given.
+    suptitle_color : str, optional
+        Colour of the figure title (default: the style's text colour).
     cmap : str
         CAM colormap.
 
@@ -127,5 +164,171 @@ def plot_overlays(
         suptitle = (f"{label} for class 'poor': {info['arch']} at {info['target_layer']}, "
                     f"feature map {h}x{w} ({info.get('crop_size', '?')} px crop)")
     if suptitle:
-        fig.suptitle(suptitle, fontsize=11)
+        fig.suptitle(suptitle, fontsize=11, **({"color": suptitle_color} if suptitle_color else {}))
     return fig
+
+
+def _cam_label(info: Mapping[str, Any]) -> str:
+    missing = {"method", "arch", "target_layer", "crop_size", "feature_map_size", "cell_px", "too_coarse"} - set(info)
+    if missing:
+        raise ValueError(f"info lacks {sorted(missing)}; pass the info of pdstudy.learn.cam.compute_cam")
+    return CAM_METHOD_LABELS.get(info["method"], str(info["method"]))
+
+
+def plot_cam_examples(
+    images: Mapping[str, np.ndarray],
+    cams: Mapping[str, np.ndarray],
+    *,
+    patients: Mapping[str, str],
+    scores: Mapping[str, float],
+    info: Mapping[str, Any],
+    model: str,
+    seed: int,
+    masks: Mapping[str, np.ndarray] | None = None,
+    categories: Sequence[str] = RECIST_CODES,
+) -> plt.Figure:
+    """Fig. 5: the CAM of one test patient per RECIST category, titled with what was explained and how finely.
+
+    A grid of overlays (:func:`plot_overlays`), one column per category; a category without an example
+    keeps an empty column titled "no test patient". The figure title names the CAM method, the class
+    ``poor``, the explained model and seed, the feature-map size, layer and crop; when the map is too
+    coarse to interpret (``info["too_coarse"]``) the title says so in red, with the cell size.
+
+    Parameters
+    ----------
+    images : mapping of str to ndarray
+        RECIST code -> windowed slice ``(S, S)`` shown for that category.
+    cams : mapping of str to ndarray
+        RECIST code -> CAM ``(c, c)`` in [0, 1] of that slice.
+    patients : mapping of str to str
+        RECIST code -> patient ID of the example.
+    scores : mapping of str to float
+        RECIST code -> the model's patient score.
+    info : mapping
+        ``info`` of :func:`pdstudy.learn.cam.compute_cam` for these CAMs.
+    model : str
+        Label of the explained model (``Method.label``).
+    seed : int
+        Training seed of the explained model.
+    masks : mapping of str to ndarray, optional
+        RECIST code -> tumour mask ``(S, S)``; drawn as a contour.
+    categories : sequence of str, default RECIST_CODES
+        Column order.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure of :func:`plot_overlays` (a grid: no ``ax`` argument).
+    """
+    label = _cam_label(info)
+    if set(images) != set(cams) or not set(images) <= set(patients) or not set(images) <= set(scores):
+        raise ValueError("images, cams, patients and scores must name the same RECIST categories "
+                         f"(images {sorted(images)}, cams {sorted(cams)}, patients {sorted(patients)}, "
+                         f"scores {sorted(scores)})")
+    unknown = sorted(set(images) - set(categories))
+    if unknown:
+        raise ValueError(f"categories {unknown} are not among the columns {list(categories)}")
+    titles = [example_title(c, score=scores[c], patient_id=patients[c]) if c in images
+              else f"{c} ({RECIST_NAMES[c]})\nno test patient" for c in categories]
+    h, w = info["feature_map_size"]
+    suptitle = (f"Fig. 5. {label} for class 'poor': {model} ({info['arch']}), seed {seed}; "
+                f"feature map {h}x{w} at {info['target_layer']}, {info['crop_size']} px crop")
+    if info["too_coarse"]:
+        suptitle += (f"\nWARNING: {info['message']}: each cell covers {info['cell_px']:.0f} x {info['cell_px']:.0f} "
+                     "px, so these maps cannot show what inside the image the model uses")
+    return plot_overlays([images.get(c) for c in categories], [cams.get(c) for c in categories], titles,
+                         masks=None if masks is None else [masks.get(c) for c in categories], info=info,
+                         suptitle=suptitle, suptitle_color=_WARNING_COLOUR if info["too_coarse"] else "black")
+
+
+def cam_notes(info: Mapping[str, Any], *, missing: Sequence[str] = ()) -> list[str]:
+    """Markdown paragraphs that go under Fig. 5: a too-coarse warning, empty categories, the method's caveat.
+
+    Parameters
+    ----------
+    info : mapping
+        ``info`` of :func:`pdstudy.learn.cam.compute_cam`.
+    missing : sequence of str
+        RECIST categories without a test patient.
+
+    Returns
+    -------
+    list of str
+        Zero to three paragraphs, in that order.
+    """
+    label = _cam_label(info)
+    notes = []
+    if info["too_coarse"]:
+        h, w = info["feature_map_size"]
+        notes.append(f"> **WARNING: the {label} maps are too coarse to interpret.** The target layer "
+                     f"`{info['target_layer']}` of {info['arch']} gives a {h}x{w} feature map for a "
+                     f"{info['crop_size']} px crop (one cell = {info['cell_px']:.0f} px). The paper profile's 224 px "
+                     "crops give 7x7 maps on the EfficientNets. Do not read anatomy into these maps.")
+    if missing:
+        notes.append(f"No test patient in RECIST category {', '.join(missing)}: shown as an empty column.")
+    if info.get("method_note"):
+        notes.append(f"{label}: {info['method_note']}.")
+    return notes
+
+
+def explained_model_note(model: str, seed: int) -> str:
+    """Markdown: the selection rule and the model it chose (``model``: its label), final stage, ``seed``."""
+    return f"Rule: {VALIDATION_CHOICE_RULE}.  \n**Explained model: {model}**, final stage, seed {seed}."
+
+
+def localisation_title(cam_method: str) -> str:
+    """Title of ``tables/gradcam_localisation`` for a CAM method key (``"gradcam"``, ...)."""
+    if cam_method not in CAM_METHOD_LABELS:
+        raise ValueError(f"cam_method must be one of {list(CAM_METHOD_LABELS)}, got {cam_method!r}")
+    return f"Grad-CAM localisation of the tumour against chance ({CAM_METHOD_LABELS[cam_method]})"
+
+
+def localisation_notes(localisation: pd.DataFrame, *, cam_method: str, model_seed: int) -> list[str]:
+    """Notes of ``tables/gradcam_localisation``: what was scored, how, and what to distrust.
+
+    Parameters
+    ----------
+    localisation : pandas.DataFrame
+        Output of :func:`pdstudy.evaluate.localisation_table.localisation_table`.
+    cam_method : str
+        CAM method key (``"gradcam"``, ``"gradcam++"``, ``"eigencam"``).
+    model_seed : int
+        Training seed of the models explained.
+
+    Returns
+    -------
+    list of str
+        Four fixed notes (the setting, the two metrics with their chance levels, the correlation of
+        slices); a too-coarse warning naming the methods, feature maps and architectures is put first
+        when any map is 2x2 or coarser, and the methods no slice could be scored for (and why) second.
+    """
+    if cam_method not in CAM_METHOD_LABELS:
+        raise ValueError(f"cam_method must be one of {list(CAM_METHOD_LABELS)}, got {cam_method!r}")
+    needed = {"method", "level", "n_slices", "feature_map", "too_coarse", "arch"}
+    if not isinstance(localisation, pd.DataFrame) or not needed <= set(localisation.columns):
+        raise ValueError(f"localisation must be a localisation table with columns {sorted(needed)}")
+    label = CAM_METHOD_LABELS[cam_method]
+    notes = [f"{label} for class 'poor' on the final model (seed {model_seed}) of each method; test slices "
+             "containing tumour (synthetic cohort: exact masks).",
+             "energy_in_mask: share of the CAM's sum inside the tumour mask; chance = the tumour's share of the body "
+             "(body estimated by thresholding the windowed slice).",
+             "pointing_game: hit when the CAM's maximum lies in the tumour mask dilated by one pixel; chance = the "
+             "dilated mask's share of the body; 95% Wilson interval.",
+             "Slices of one patient are correlated: the 'all tumour slices' interval is too narrow; 'one slice per "
+             "patient' (largest tumour area) gives a patient-level interval."]
+    if localisation["too_coarse"].any():
+        coarse = localisation[localisation["too_coarse"]].drop_duplicates("method")
+        notes.insert(0, "WARNING: feature maps too coarse to interpret (2x2 cells or fewer; one cell covers a quarter "
+                        "of the image or more): " + ", ".join(f"{r.method} ({r.feature_map} at {r.arch})"
+                                                          for r in coarse.itertuples()) + ". Their scores say little.")
+    unscored = localisation[(localisation["level"] == "all tumour slices") & (localisation["n_slices"] == 0)]
+    if len(unscored):
+        why = {r.method: "a 1x1 feature map has a single cell, so its map carries no location" if r.feature_map == "1x1"
+               else "the map is constant, e.g. all zero after Grad-CAM's ReLU" for r in unscored.itertuples()}
+        notes.insert(1, "No slice could be scored for " + "; ".join(f"{m} ({w})" for m, w in why.items()) + ".")
+    return notes
+
+
+def highlighted_notes(notes: Sequence[str]) -> list[str]:
+    """The warnings among table notes (those starting "WARNING" or "No slice"), as bold Markdown quotes."""
+    return [f"> **{n}**" for n in notes if n.startswith(("WARNING", "No slice"))]

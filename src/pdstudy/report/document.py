@@ -20,6 +20,11 @@ Machine paths never appear: path-valued parameters are shown by their file name 
 directory, the checkout and the home folder are replaced by placeholders in any embedded text.
 :func:`check_report` lists the problems of a written report (a link to a missing file, an absolute
 link, a machine path); notebook 08 asserts that the list is empty.
+
+:func:`report_contents` decides what notebook 08 puts into the report: the tables and figures of the
+run with their captions (Table 3 and the Grad-CAM outputs only when notebooks 06 and 07 wrote them) and
+the notes on how to read them. :func:`report_summary` and :func:`report_outline` describe a written
+report in a line and by its headings.
 """
 
 from __future__ import annotations
@@ -28,30 +33,34 @@ import datetime as _dt
 import json
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import pandas as pd
 
 from pdstudy.core.io import write_text
+from pdstudy.core.methods import display_arch
+from pdstudy.core.params import PATH_PARAMETERS
+from pdstudy.core.paths import redact, repo_root
 from pdstudy.core.rundir import RunDir
 
 __all__ = [
-    "PATH_PARAMETERS",
     "READERS_NOTES",
     "REPORT_NAME",
     "SYNTHETIC_STATEMENT",
     "THRESHOLD_NOTE",
+    "ReportContents",
     "check_report",
     "readers_status",
+    "report_contents",
     "report_links",
+    "report_outline",
+    "report_summary",
     "write_report",
 ]
 
 REPORT_NAME: Final = "REPORT.md"
-
-#: Parameters whose values are machine paths; the report shows their file name only.
-PATH_PARAMETERS: Final = frozenset({"run_dir", "data_dir", "manifest", "weights_dir", "readers_csv"})
 
 SYNTHETIC_STATEMENT: Final = (
     "**Cohort: the built-in SYNTHETIC cohort** (`pdstudy synth`): simulated CT studies with fake identities "
@@ -115,17 +124,13 @@ def _rel(run: RunDir, path: Path) -> str:
 
 def _placeholders(run: RunDir) -> list[tuple[str, str]]:
     """(machine path, placeholder), longest first, for scrubbing embedded text."""
-    from pdstudy.core.paths import repo_root
-
     pairs = {str(run.root.resolve()): ".", str(run.root): ".", str(repo_root()): "<checkout>",
              str(Path.home()): "~"}
     return sorted(((k, v) for k, v in pairs.items() if len(k) > 1), key=lambda kv: -len(kv[0]))
 
 
 def _scrub(text: str, run: RunDir) -> str:
-    for path, placeholder in _placeholders(run):
-        text = text.replace(path, placeholder)
-    return text
+    return redact(text, dict(_placeholders(run)))
 
 
 def _show_value(key: str, value: Any) -> str:
@@ -431,3 +436,113 @@ def write_report(
     lines += _provenance_section(run, prov)
     text = _scrub("\n".join(lines).rstrip("\n") + "\n", run)
     return write_text(run.root / REPORT_NAME, text)
+
+
+# --------------------------------------------------------------------------------------------- contents
+
+
+@dataclass(frozen=True)
+class ReportContents:
+    """What :func:`write_report` embeds: captions -> table and figure names of the run, and the notes."""
+
+    tables: dict[str, str]
+    figures: dict[str, str]
+    notes: list[str]
+
+
+def report_contents(
+    run: RunDir,
+    *,
+    roc_panels: Mapping[str, str],
+    curve_architectures: Sequence[str],
+    fig4_model: str,
+    fig4_policy: str,
+    cv: bool,
+    stand_ins: bool,
+    protocol: str,
+    ignored: Sequence[str] = (),
+) -> ReportContents:
+    """The tables, figures and notes of notebook 08's report, in report order.
+
+    Table 3, Fig. 3 with the readers and the Grad-CAM outputs are included when notebooks 06 and 07 wrote
+    them into the run (and flagged as SIMULATED when the readers are); a note says when they are missing.
+
+    Parameters
+    ----------
+    run : pdstudy.core.rundir.RunDir
+        The run directory (its ``tables/`` and ``figures/`` are looked at).
+    roc_panels : mapping of str to str
+        Caption -> figure name of the ROC panels (Fig. 3A-C) written by notebook 08.
+    curve_architectures : sequence of str
+        Architectures of Fig. 6 (one table ``fig6_iterations_<arch>`` each).
+    fig4_model : str
+        Label of the model shown in Fig. 4.
+    fig4_policy : str
+        Threshold policy of Fig. 4A (``"youden_val"`` or, without validation patients, ``"youden_test"``).
+    cv : bool
+        Whether a cross-validation summary (``tables/cv_summary``) was written.
+    stand_ins : bool
+        Whether quick stand-ins replaced the paper's EfficientNets.
+    protocol : str
+        The run's protocol (``"fixed"`` or ``"cv"``).
+    ignored : sequence of str
+        Methods with prediction files in the run that the report does not use.
+
+    Returns
+    -------
+    ReportContents
+        ``tables`` and ``figures`` (caption -> name, as :func:`write_report` takes them) and ``notes``.
+    """
+    if isinstance(curve_architectures, str):
+        raise ValueError(f"curve_architectures must be a list of architecture names, got {curve_architectures!r}")
+    simulated = " (SIMULATED readers)" if readers_status(run) == "simulated" else ""
+    has_table3 = (run.tables / "table3.md").exists()
+    has_fig5 = (run.figures / "fig5_gradcam.png").exists()
+    tables = {"Table 2. Final models on the test patients": "table2"}
+    if has_table3:
+        tables[f"Table 3. The PD model against clinicians{simulated}"] = "table3"
+    tables["Table 4. Ablation"] = "table4"
+    tables.update({f"Fig. 6 data: {display_arch(a)}": f"fig6_iterations_{a}" for a in curve_architectures})
+    if cv:
+        tables["Cross-validation summary"] = "cv_summary"
+    for name, caption in (("gradcam_selection", "Grad-CAM: choice of the model to explain"),
+                          ("gradcam_localisation", "Grad-CAM localisation of the tumour against chance")):
+        if (run.tables / f"{name}.md").exists():
+            tables[caption] = name
+    figures = dict(roc_panels)
+    if (run.figures / "fig3_roc_readers.png").exists():
+        figures["Fig. 3 with the readers' operating points" + simulated] = "fig3_roc_readers"
+    figures.update({f"Fig. 4A. {fig4_model}: calls per RECIST category": "fig4a_confusion_recist",
+                    "Fig. 4B. Decision curves": "fig4b_decision_curves", "Calibration, test set": "fig_calibration"})
+    if has_fig5:
+        figures["Fig. 5. Class activation maps, one test patient per RECIST category"] = "fig5_gradcam"
+    figures["Fig. 6. Performance over PD iterations"] = "fig6_iterations"
+    notes = [f"Fig. 4 shows {fig4_model}, fixed in advance (the paper's PD model), not chosen on the test set."]
+    if fig4_policy != "youden_val":
+        notes.append("Fig. 4A uses the test-chosen (optimistic) threshold: no validation patients of both classes.")
+    if stand_ins:
+        notes.append("Quick profile: tiny timm stand-ins replace the paper's EfficientNets and train from random "
+                     "initialisation on small images; the numbers check the pipeline, they do not reproduce the paper.")
+    if protocol == "cv":
+        notes.append("Protocol cv: Tables 2-4 and the figures use the fixed split (trained for this purpose); the "
+                     "cross-validation summary is the protocol's own result.")
+    if not has_table3:
+        notes.append("Notebook 06 (clinician comparison) has not written Table 3 in this run.")
+    if not has_fig5:
+        notes.append("Notebook 07 (Grad-CAM) has not written Fig. 5 in this run.")
+    if ignored:
+        notes.append(f"Prediction files of {len(ignored)} other method(s) in this run directory were not used.")
+    return ReportContents(tables=tables, figures=figures, notes=notes)
+
+
+def report_summary(path: str | Path) -> str:
+    """One line on a written report: ``REPORT.md: <n> lines, <k> links``."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    return f"{path.name}: {len(text.splitlines())} lines, {len(report_links(path))} links"
+
+
+def report_outline(path: str | Path) -> str:
+    """The headings of a written report (its lines starting with ``#``), as Markdown."""
+    text = Path(path).read_text(encoding="utf-8")
+    return "\n".join(line for line in text.splitlines() if line.startswith("#"))

@@ -1,12 +1,9 @@
 """Evaluation figures: ROC (Fig. 3), confusion by RECIST and decision curves (Fig. 4), calibration, iterations (Fig. 6).
 
-Every function applies :func:`pdstudy.report.tables.set_style`, draws from prediction rows (or a table of
-:mod:`pdstudy.evaluate.tables`) and returns the :class:`matplotlib.figure.Figure`; save it with
-:func:`pdstudy.report.tables.save_figure`. Methods are named as the tables name them
-(:attr:`pdstudy.evaluate.tables.MethodInfo.label`); with several seeds the seed-averaged score is drawn
-(as in the tables). Line style encodes the method kind (baseline dotted, KD dashed, PD solid), so
-the figures stay readable in grey scale. Readers that are simulated carry "(simulated)" in their
-legend entries.
+Each function draws from prediction rows (or a table of :mod:`pdstudy.evaluate`) in the style of
+:func:`pdstudy.report.style.set_style` and returns the :class:`matplotlib.figure.Figure`; save it with
+:func:`pdstudy.report.style.save_figure`. What each figure shows (seed-averaged scores, recalibration,
+net benefit, intervals) is described in ``docs/statistics.md``.
 """
 
 from __future__ import annotations
@@ -29,14 +26,15 @@ from pdstudy.core.vocab import (
     RESPONSES,
     paper_label,
 )
-from pdstudy.evaluate.readers import is_simulated, reader_metrics
-from pdstudy.evaluate.tables import (
+from pdstudy.evaluate import (
     POLICIES,
     POLICY_LABELS,
     choose_threshold,
     has_both_classes,
+    is_simulated,
     method_scores,
     patients_of_split,
+    reader_metrics,
 )
 from pdstudy.report.style import RESPONSE_COLOURS, set_style
 from pdstudy.stats import brier_score, calibration_curve, delong_auc_ci, net_benefit, recalibrate
@@ -339,7 +337,7 @@ def plot_iteration_curve(curve_df_by_chain: Mapping[str, pd.DataFrame]) -> plt.F
     Parameters
     ----------
     curve_df_by_chain : mapping of str to pandas.DataFrame
-        Column title (e.g. ``"PD (B7>B7>B7)"`` or the method label) -> :func:`pdstudy.evaluate.tables.iteration_curve`.
+        Column title (e.g. ``"PD (B7>B7>B7)"`` or the method label) -> :func:`pdstudy.evaluate.iteration_curve`.
 
     Returns
     -------

@@ -11,7 +11,9 @@ import pandas as pd
 
 from pdstudy.core.io import write_csv, write_text
 from pdstudy.core.rundir import RunDir
-from pdstudy.evaluate.tables import format_table
+from pdstudy.report._format import format_evaluation_table
+
+__all__ = ["format_evaluation_table", "markdown_table", "write_evaluation_table", "write_table"]
 
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".3g") -> str:
@@ -46,7 +48,8 @@ def write_evaluation_table(table: pd.DataFrame, run: Any, name: str, *, title: s
     Parameters
     ----------
     table : pandas.DataFrame
-        Output of a table function of this module.
+        Output of a table function of :mod:`pdstudy.evaluate` (``table2``, ``table3``, ``table4``,
+        ``iteration_curve``, ``cv_summary``); the display version is :func:`format_evaluation_table`.
     run : pdstudy.core.rundir.RunDir
         Run directory.
     name : str
@@ -59,12 +62,10 @@ def write_evaluation_table(table: pd.DataFrame, run: Any, name: str, *, title: s
     Returns
     -------
     dict
-        ``{"display": (csv, md), "values": (csv, md)}`` paths from :func:`pdstudy.report.tables.write_table`.
+        ``{"display": (csv, md), "values": (csv, md)}`` paths from :func:`write_table`.
     """
-    from pdstudy.report.tables import write_table
-
     notes = [*table.attrs.get("notes", []), *extra_notes]
-    disp = format_table(table)
+    disp = format_evaluation_table(table)
     paths = {"display": write_table(disp, run, name, title=title, notes=notes)}
     paths["values"] = write_table(table, run, f"{name}_values", title=f"{title} (numeric values)" if title else "",
                                   notes=notes, floatfmt=".4g")

@@ -18,6 +18,10 @@ intervals
     :func:`wilson_ci`.
 comparisons
     :func:`mcnemar_exact`, :func:`holm`, :func:`fisher_exact_rxc`, :func:`mann_whitney`.
+power
+    :func:`auc_variance_hanley_mcneil`, :func:`auc_variance_obuchowski`, :func:`auc_power_vs_chance`,
+    :func:`auc_sample_size_vs_chance`, :func:`auc_power_paired`, :func:`auc_sample_size_paired`,
+    :func:`power_table`.
 """
 
 from __future__ import annotations
@@ -33,12 +37,29 @@ from pdstudy.stats.discrimination import (
     roc_auc,
 )
 from pdstudy.stats.intervals import wilson_ci
+from pdstudy.stats.power import (
+    AUCSampleSize,
+    auc_power_paired,
+    auc_power_vs_chance,
+    auc_sample_size_paired,
+    auc_sample_size_vs_chance,
+    auc_variance_hanley_mcneil,
+    auc_variance_obuchowski,
+    power_table,
+)
 from pdstudy.stats.thresholds import THRESHOLD_POLICIES, apply_threshold_policy, binary_metrics, youden_threshold
 
 __all__ = [
     "THRESHOLD_POLICIES",
     "AUCInterval",
+    "AUCSampleSize",
     "apply_threshold_policy",
+    "auc_power_paired",
+    "auc_power_vs_chance",
+    "auc_sample_size_paired",
+    "auc_sample_size_vs_chance",
+    "auc_variance_hanley_mcneil",
+    "auc_variance_obuchowski",
     "binary_metrics",
     "bootstrap_auc_ci",
     "brier_score",
@@ -51,6 +72,7 @@ __all__ = [
     "mann_whitney",
     "mcnemar_exact",
     "net_benefit",
+    "power_table",
     "recalibrate",
     "roc_auc",
     "wilson_ci",

@@ -42,6 +42,8 @@ import numpy as np
 import pydicom
 from PIL import Image
 
+from pdstudy.core.hashing import derive_seed
+from pdstudy.core.methods import QUICK_STAND_INS
 from pdstudy.core.params import load_profile
 from pdstudy.data.cache import PreparedCohort, load_prepared
 from pdstudy.data.dicom import order_slices, scan_folder, select_portal_venous
@@ -52,10 +54,10 @@ from pdstudy.data.synth import generate_cohort
 # torch and the modules built on it are imported where they are used, after the preprocessing
 # figure: `pdstudy prepare` runs in a process without torch, whose forks are cheaper (see bench_preprocess).
 if TYPE_CHECKING:
-    import torch
+    import torch  # lazy: torch loads only after prepare is timed
 
-    from pdstudy.learn.dataset import SliceSet
-    from pdstudy.learn.train import TrainConfig
+    from pdstudy.learn.dataset import SliceSet  # lazy: torch loads only after prepare is timed
+    from pdstudy.learn.train import TrainConfig  # lazy: torch loads only after prepare is timed
 
 #: Goal of each headline figure: (comparison, bound).
 GOALS: dict[str, tuple[str, float]] = {
@@ -102,7 +104,7 @@ def _stderr(message: str) -> None:
 
 def machine_info() -> dict[str, Any]:
     """CPU count, torch version and threads, device, Python and platform."""
-    import torch
+    import torch  # lazy: torch loads only after prepare is timed
 
     cuda = torch.cuda.is_available()
     return {
@@ -287,7 +289,7 @@ def bench_preprocess(manifest: Path, cache: Path, sizes: BenchSizes, smoke: bool
 
 def _slice_set(prepared: PreparedCohort, manifest: Path) -> SliceSet:
     """Every included patient of the cache as one :class:`~pdstudy.learn.dataset.SliceSet`."""
-    from pdstudy.learn.dataset import SliceSet
+    from pdstudy.learn.dataset import SliceSet  # lazy: torch loads only after prepare is timed
 
     df = read_manifest(manifest)
     included = set(prepared.included["patient_id"])
@@ -324,9 +326,9 @@ class _Step:
     """The training step of :func:`pdstudy.learn.train_model` (:func:`pdstudy.learn.train_step`, teacher loss)."""
 
     def __init__(self, model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> None:
-        import torch
+        import torch  # lazy: torch loads only after prepare is timed
 
-        from pdstudy.learn.train import input_norm, make_optimizer
+        from pdstudy.learn.train import input_norm, make_optimizer  # lazy: torch loads only after prepare is timed
 
         self.device, self.cfg = device, cfg
         self.cuda = device.type == "cuda"
@@ -340,8 +342,7 @@ class _Step:
         self.n = 0
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        from pdstudy.core.hashing import derive_seed
-        from pdstudy.learn.train import train_step
+        from pdstudy.learn.train import train_step  # lazy: torch loads only after prepare is timed
 
         for group in self.opt.param_groups:
             group["lr"] = self.cfg.lr
@@ -368,7 +369,7 @@ def _run(step: _Step, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], n: i
         step(x, y)
         images += len(y)
     if step.cuda:
-        import torch
+        import torch  # lazy: torch loads only after prepare is timed
 
         torch.cuda.synchronize()
     return images, time.perf_counter() - t0
@@ -377,9 +378,9 @@ def _run(step: _Step, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], n: i
 def measure_pipeline(model: torch.nn.Module, data: SliceSet, cfg: TrainConfig, device: torch.device, *,
                      warmup: int, steps: int, rounds: int) -> dict[str, Any]:
     """Images/s of the real pipeline vs in-memory batches, same model, batch and step (alternating rounds)."""
-    import torch
+    import torch  # lazy: torch loads only after prepare is timed
 
-    from pdstudy.learn.dataset import loader_settings
+    from pdstudy.learn.dataset import loader_settings  # lazy: torch loads only after prepare is timed
 
     loader = loader_settings(device)
     step = _Step(model, cfg, device)
@@ -414,7 +415,7 @@ def measure_pipeline(model: torch.nn.Module, data: SliceSet, cfg: TrainConfig, d
 
 def _largest_stand_in(profile: dict[str, Any]) -> tuple[str, str]:
     """(paper architecture, quick model) of the profile's baseline with the most parameters."""
-    from pdstudy.learn.models import QUICK_STAND_INS, build_model, count_parameters
+    from pdstudy.learn.models import build_model, count_parameters  # lazy: torch loads only after prepare is timed
 
     def quick(name: str) -> str:
         return QUICK_STAND_INS.get(name, name) if profile.get("stand_ins", True) else name
@@ -425,11 +426,11 @@ def _largest_stand_in(profile: dict[str, Any]) -> tuple[str, str]:
 
 def bench_pipeline_cpu(manifest: Path, cache: Path, sizes: BenchSizes, smoke: bool, log: Log) -> dict[str, Any]:
     """``pipeline_efficiency`` on CPU: the quick profile's largest stand-in at the quick profile's sizes."""
-    import torch
+    import torch  # lazy: torch loads only after prepare is timed
 
-    from pdstudy.learn.dataset import AugmentConfig
-    from pdstudy.learn.models import build_model
-    from pdstudy.learn.train import TrainConfig
+    from pdstudy.learn.dataset import AugmentConfig  # lazy: torch loads only after prepare is timed
+    from pdstudy.learn.models import build_model  # lazy: torch loads only after prepare is timed
+    from pdstudy.learn.train import TrainConfig  # lazy: torch loads only after prepare is timed
 
     p = load_profile("quick")
     arch, name = _largest_stand_in(p)
@@ -452,11 +453,11 @@ def bench_pipeline_cpu(manifest: Path, cache: Path, sizes: BenchSizes, smoke: bo
 
 def bench_gpu(prepared: PreparedCohort, manifest: Path, sizes: BenchSizes, log: Log) -> dict[str, Any]:
     """``gpu``: images/s of the paper's EfficientNets at 224 px, bf16, real pipeline vs in memory."""
-    import torch
+    import torch  # lazy: torch loads only after prepare is timed
 
-    from pdstudy.learn.dataset import AugmentConfig
-    from pdstudy.learn.models import build_model
-    from pdstudy.learn.train import TrainConfig
+    from pdstudy.learn.dataset import AugmentConfig  # lazy: torch loads only after prepare is timed
+    from pdstudy.learn.models import build_model  # lazy: torch loads only after prepare is timed
+    from pdstudy.learn.train import TrainConfig  # lazy: torch loads only after prepare is timed
 
     p = load_profile("paper")
     torch.backends.cudnn.benchmark = True
@@ -548,7 +549,7 @@ def _fmt(value: float | None, unit: str = "") -> str:
     return "-" if value is None else f"{value:.3g}{unit}"
 
 
-def format_table(results: dict[str, Any]) -> str:
+def format_bench_table(results: dict[str, Any]) -> str:
     """The headline figures (and the GPU rows when present) as a plain-text table."""
     rows = [("figure", "value", "goal", "pass", "measured")]
     details = {
@@ -579,5 +580,5 @@ def format_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["FULL", "GOALS", "SMOKE", "BenchSizes", "format_table", "kept_cohort", "kept_files", "machine_info",
+__all__ = ["FULL", "GOALS", "SMOKE", "BenchSizes", "format_bench_table", "kept_cohort", "kept_files", "machine_info",
            "measure_pipeline", "reference_loop", "run_bench"]

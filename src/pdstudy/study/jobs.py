@@ -1,26 +1,8 @@
 """One training job: ``pdstudy train --config FILE``, and each job of ``pdstudy sweep``.
 
-A job is one method (a single stage such as ``baseline:efficientnet_b7``, or a whole chain such as
-``pd:efficientnet_b0>efficientnet_b3>efficientnet_b7``) trained for one seed, fold and repeat of
-the study protocol, through the same engine as the notebooks (:class:`pdstudy.study.protocol.Study`,
-the stage cache, the prediction files). Run as one process or under ``torchrun`` (see
-:mod:`pdstudy.learn.distributed`).
-
-Config file (YAML)::
-
-    profile: quick            # base study parameters (quick | paper); keys below override them
-    run_dir: reports/mytrain  # predictions/ and provenance.json go here
-    data_dir: data            # synthetic cohort, slice cache and stage cache (data_dir/stages)
-    manifest: ""              # cohort manifest; empty = the built-in synthetic cohort
-    method: pd:efficientnet_b7>efficientnet_b7>efficientnet_b7
-    seed: 0                   # default: the first of `seeds`
-    fold: -1                  # -1 with protocol fixed; 0..cv_folds-1 with protocol cv
-    repeat: 0
-    device: auto              # auto | cuda | cpu
-    epochs: 30                # ... any study parameter of the profiles (pdstudy.study.protocol.STUDY_PARAMETERS)
-
-Relative paths (``run_dir``, ``data_dir``, ``manifest``, ``weights_dir``) are taken relative to the
-config file's folder.
+A job trains one method for one seed, fold and repeat through the notebooks' engine (the stage cache,
+the prediction files), as one process or under ``torchrun``. The config file and what a job writes:
+docs/cluster.md, "One job".
 """
 
 from __future__ import annotations
@@ -32,16 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch.distributed as dist
 import yaml
 
 from pdstudy.core.methods import Method, method_from_id
-from pdstudy.core.params import STUDY_PARAMETERS
-from pdstudy.study.protocol import study_configs
+from pdstudy.core.params import PATH_PARAMETERS, STUDY_PARAMETERS, load_profile
+from pdstudy.core.rundir import update_provenance
+from pdstudy.data.predictions import write_predictions
+from pdstudy.learn import distributed
+from pdstudy.learn.distill import parse_chain, run_method
+from pdstudy.study.protocol import Study, study_configs
 
 #: Keys of a train config besides the study parameters.
 JOB_KEYS = ("profile", "method", "seed", "fold", "repeat", "device")
-#: Study parameters holding paths (resolved against the config file's folder).
-PATH_KEYS = ("run_dir", "data_dir", "manifest", "weights_dir")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -70,8 +55,6 @@ class JobSpec:
 
 def base_parameters(profile: str) -> dict[str, Any]:
     """A profile's study parameters (``run_dir`` and ``data_dir`` are left to the config)."""
-    from pdstudy.core.params import load_profile
-
     prof = load_profile(profile)
     params = {k: prof[k] for k in STUDY_PARAMETERS if k in prof}
     params.setdefault("manifest", "")
@@ -79,9 +62,22 @@ def base_parameters(profile: str) -> dict[str, Any]:
 
 
 def resolve_paths(params: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Path parameters relative to ``base`` made absolute (empty strings stay empty)."""
+    """Path parameters (:data:`pdstudy.core.params.PATH_PARAMETERS`) relative to ``base`` made absolute.
+
+    Parameters
+    ----------
+    params : dict
+        Study parameters; only path parameters that are non-empty relative strings change.
+    base : pathlib.Path
+        Folder they are relative to (the config or grid file's folder).
+
+    Returns
+    -------
+    dict
+        A copy of ``params``; empty strings stay empty, absent keys stay absent.
+    """
     out = dict(params)
-    for key in PATH_KEYS:
+    for key in PATH_PARAMETERS:
         value = out.get(key)
         if isinstance(value, str) and value and not Path(value).is_absolute():
             out[key] = str((base / value).resolve())
@@ -106,8 +102,6 @@ def check_job(spec: JobSpec) -> None:
     """Validate a job without touching data: parameters, method, fold and repeat, device."""
     p, _, settings = study_configs(spec.parameters)
     method = spec.method_obj
-    from pdstudy.learn.distill import parse_chain
-
     parse_chain(method.chain)  # unknown architectures list the valid ones
     for arch in method.chain:
         settings.built_arch(arch)  # quick stand-ins exist
@@ -125,7 +119,7 @@ def check_job(spec: JobSpec) -> None:
 
 
 def load_train_config(path: str | Path) -> JobSpec:
-    """Read and validate a ``pdstudy train`` config (see the module docstring)."""
+    """Read and validate a ``pdstudy train`` config (format: docs/cluster.md, "One job")."""
     path = Path(path)
     raw = read_yaml_mapping(path, "train config")
     unknown = sorted(set(raw) - set(JOB_KEYS) - set(STUDY_PARAMETERS))
@@ -164,12 +158,6 @@ def run_job(spec: JobSpec, *, progress: bool = True, init_distributed: bool = Tr
     init_distributed : bool
         Join the torchrun process group described by the environment (and leave it at the end).
     """
-    from pdstudy.core.rundir import update_provenance
-    from pdstudy.data.predictions import write_predictions
-    from pdstudy.learn import distributed
-    from pdstudy.learn.distill import run_method
-    from pdstudy.study.protocol import Study
-
     check_job(spec)
     owned = init_distributed and distributed.requested_world_size() > 1 and not _initialised()
     world = distributed.init_from_env(spec.device) if init_distributed else distributed.world()
@@ -214,12 +202,8 @@ def run_job(spec: JobSpec, *, progress: bool = True, init_distributed: bool = Tr
 
 
 def _initialised() -> bool:
-    import torch.distributed as dist
-
     return dist.is_available() and dist.is_initialized()
 
 
 def _backend() -> str | None:
-    import torch.distributed as dist
-
     return dist.get_backend() if _initialised() else None

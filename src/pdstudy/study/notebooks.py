@@ -10,7 +10,7 @@ import yaml
 
 from pdstudy.core.io import write_text
 from pdstudy.core.params import PATH_PARAMETERS, load_profile
-from pdstudy.core.paths import repo_root
+from pdstudy.core.paths import redact, repo_root
 from pdstudy.core.rundir import RunDir, run_dir, update_provenance
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
@@ -54,19 +54,25 @@ def select_notebooks(folder: Path, only: list[str] | None = None) -> list[Path]:
 
 def declared_parameters(path: Path) -> dict[str, Any]:
     """Names and defaults of the notebook's ``parameters`` cell."""
-    import papermill as pm
+    import papermill as pm  # lazy: papermill (and its Jupyter stack) only when notebooks are inspected or run
 
     return {name: info["default"] for name, info in pm.inspect_notebook(str(path)).items()}
 
 
-def scrub_paths(notebook: Path, parameters: dict[str, Any]) -> None:
-    """Replace absolute path parameters (and the cohort folder) in an executed notebook by placeholders.
+def parameter_placeholders(parameters: dict[str, Any]) -> dict[str, str]:
+    """Placeholders of the absolute path parameters: value -> ``<key>``, and for ``manifest`` and
+    ``readers_csv`` also their folder -> ``<key folder>``.
 
-    papermill records injected parameters in the notebook; site folders above a patient's
-    ``dicom_dir`` must not reach outputs, so ``/site/cohort/manifest.csv`` becomes ``<manifest>``.
+    Parameters
+    ----------
+    parameters : dict
+        Notebook parameters; only the keys of :data:`pdstudy.core.params.PATH_PARAMETERS` are read.
+
+    Returns
+    -------
+    dict of str to str
+        Machine path -> placeholder, for :func:`pdstudy.core.paths.redact` (a later key wins on equal paths).
     """
-    import json
-
     swaps: dict[str, str] = {}
     for key in PATH_PARAMETERS:
         value = parameters.get(key)
@@ -74,24 +80,40 @@ def scrub_paths(notebook: Path, parameters: dict[str, Any]) -> None:
             swaps[value] = f"<{key}>"
             if key in ("manifest", "readers_csv"):
                 swaps[str(Path(value).parent)] = f"<{key} folder>"
+    return swaps
+
+
+def scrub_notebook_paths(notebook: Path, parameters: dict[str, Any]) -> None:
+    """Replace absolute path parameters (and the cohort folder) in an executed notebook by placeholders.
+
+    papermill records injected parameters in the notebook; site folders above a patient's
+    ``dicom_dir`` must not reach outputs, so ``/site/cohort/manifest.csv`` becomes ``<manifest>``
+    (:func:`parameter_placeholders`, replaced raw and JSON-escaped by :func:`pdstudy.core.paths.redact`).
+
+    Parameters
+    ----------
+    notebook : pathlib.Path
+        Executed notebook, rewritten in place (atomically) when a path parameter is set.
+    parameters : dict
+        The parameters injected into it.
+    """
+    swaps = parameter_placeholders(parameters)
     if not swaps:
         return
     text = notebook.read_text(encoding="utf-8")
-    for old in sorted(swaps, key=len, reverse=True):
-        text = text.replace(json.dumps(old)[1:-1], swaps[old]).replace(old, swaps[old])
-    write_text(notebook, text)
+    write_text(notebook, redact(text, swaps, json_escaped=True))
 
 
 def execute_notebook(book: Path, output: Path, parameters: dict[str, Any], *, kernel: str | None = None,
                      progress: bool = False) -> Path:
-    """Execute one notebook with papermill (cwd = its folder), then :func:`scrub_paths` the copy.
+    """Execute one notebook with papermill (cwd = its folder), then :func:`scrub_notebook_paths` the copy.
 
     Raises
     ------
     RunError
         Naming the notebook and the cell that failed.
     """
-    import papermill as pm
+    import papermill as pm  # lazy: papermill (and its Jupyter stack) only when notebooks are inspected or run
 
     try:
         pm.execute_notebook(str(book), str(output), parameters=parameters, cwd=str(book.parent), kernel_name=kernel,
@@ -103,7 +125,7 @@ def execute_notebook(book: Path, output: Path, parameters: dict[str, Any], *, ke
         ) from None
     finally:
         if output.exists():
-            scrub_paths(output, parameters)
+            scrub_notebook_paths(output, parameters)
     return output
 
 

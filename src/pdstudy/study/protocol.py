@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from pdstudy.core.methods import Method
-from pdstudy.core.params import STUDY_PARAMETERS
+from pdstudy.core.params import STUDY_PARAMETERS, load_profile
 from pdstudy.core.rundir import RunDir, run_dir, update_provenance
 from pdstudy.data.cohort import Cohort, load_cohort
 from pdstudy.data.predictions import write_predictions
@@ -24,6 +24,7 @@ from pdstudy.data.splits import carve_validation, check_no_leakage, stratified_f
 from pdstudy.learn.dataset import AugmentConfig, check_crop
 from pdstudy.learn.distill import ChainResult, Context, ModelSettings, parse_chain, run_method
 from pdstudy.learn.train import TrainConfig
+from pdstudy.stats import delong_auc_ci, roc_auc
 
 PROTOCOLS = ("fixed", "cv")
 
@@ -63,6 +64,12 @@ class Study:
                    protocol=p["protocol"], cv_folds=int(p["cv_folds"]), cv_repeats=int(p["cv_repeats"]),
                    val_fraction=float(p["val_fraction"]), top_k=int(p["top_k"]), progress=progress,
                    parameters=p)
+
+    def describe(self) -> str:
+        """Two lines for a notebook: cohort, protocol and seeds; the models and how they are initialised."""
+        return (f"cohort: {self.cohort.name}; protocol: {self.protocol}; seeds: {list(self.seeds)}\n"
+                f"models: {'quick stand-ins' if self.settings.stand_ins else 'paper architectures'}, "
+                f"{'ImageNet weights' if self.settings.pretrained else 'random initialisation'}")
 
     # ------------------------------------------------------------------ protocol
 
@@ -151,10 +158,8 @@ def training_summary(results: list[ChainResult]) -> pd.DataFrame:
     """One row per chain run: final-stage AUCs per split (test with DeLong 95% CI) and training time.
 
     A training log for notebooks 02-05; the study's tables (both threshold policies, paired
-    tests, seeds) are built from the prediction files by :mod:`pdstudy.evaluate.tables`.
+    tests, seeds) are built from the prediction files by :mod:`pdstudy.evaluate`.
     """
-    from pdstudy.stats import delong_auc_ci, roc_auc
-
     rows = []
     for r in results:
         p = r.predictions[r.predictions["stage"] == r.predictions["stage"].max()]
@@ -175,3 +180,65 @@ def training_summary(results: list[ChainResult]) -> pd.DataFrame:
                    stages_reused=sum(s.reused for s in r.stages))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def iteration_summary(results: list[ChainResult]) -> pd.DataFrame:
+    """Test AUC with DeLong 95% CI of every stage of each chain: the data of Fig. 6 (notebook 04).
+
+    Parameters
+    ----------
+    results : list of ChainResult
+        Chain runs, e.g. :func:`iteration_chain` methods run by :meth:`Study.run`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per chain run and stage, columns ``chain`` (the method label), ``seed``, ``iteration``
+        (0 = the teacher, i = the i-th noisy student), ``test_auc``, ``test_auc_lo``, ``test_auc_hi``.
+    """
+    rows = []
+    for r in results:
+        for stage, grp in r.predictions.groupby("stage"):
+            test = grp[grp["split"] == "test"]
+            auc, lo, hi = delong_auc_ci((test["response"] == "poor").astype(int).to_numpy(), test["score"].to_numpy())
+            rows.append({"chain": r.method.label, "seed": int(grp["seed"].iloc[0]), "iteration": int(stage),
+                         "test_auc": auc, "test_auc_lo": lo, "test_auc_hi": hi})
+    return pd.DataFrame(rows)
+
+
+def ablation_summary(grid: Mapping[tuple[str, int, int, int], Method], results: list[ChainResult]) -> pd.DataFrame:
+    """Training log of the ablation grid (Table 4 cells, notebook 05).
+
+    Parameters
+    ----------
+    grid : mapping
+        ``(model, kd, mn, mi) -> Method``, as :func:`pdstudy.core.methods.ablation_grid` returns it.
+    results : list of ChainResult
+        The grid's methods run by :meth:`Study.run` (in the grid's order).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``model``, ``kd``, ``mn``, ``mi``, ``method`` (the method ID), then the columns of
+        :func:`training_summary`; one row per grid cell and training context, in the grid's order.
+    """
+    summary = training_summary(results)
+    cells = pd.DataFrame([{"model": k[0], "kd": k[1], "mn": k[2], "mi": k[3], "method": m.id} for k, m in grid.items()])
+    return cells.merge(summary.assign(method=[r.method.id for r in results]), on="method")
+
+
+def uses_quick_recipe(params: Mapping[str, Any]) -> bool:
+    """Whether every quick-profile parameter found in ``params`` has its quick value (``workers`` aside).
+
+    Parameters
+    ----------
+    params : mapping
+        A notebook's parameters, e.g. its ``globals()``; names that are not profile keys are ignored.
+
+    Returns
+    -------
+    bool
+        True when the run uses the quick recipe, whose regression guards (e.g. "the best baseline
+        learns the synthetic signal") then apply.
+    """
+    return all(params[k] == v for k, v in load_profile("quick").items() if k in params and k != "workers")

@@ -1,48 +1,8 @@
 """The experiment grid on a scheduler: ``pdstudy sweep --grid GRID.yaml --executor local|slurm``.
 
-A grid crosses methods x seeds x folds (x repeats) x parameter values; every cell is one job of
-:mod:`pdstudy.study.jobs` (the engine of ``pdstudy train``), submitted through submitit: its
-``SlurmExecutor`` on a cluster, its ``LocalExecutor`` on one machine.
-
-Grid file (YAML)::
-
-    name: pd-sensitivity          # run name: reports/<name> unless --out
-    profile: quick                # base study parameters (quick | paper)
-    data_dir: ../data             # shared by every job: cohort, slice cache, stage cache
-    manifest: ""                  # empty = the built-in synthetic cohort
-    parameters:                   # study parameters fixed for the whole grid
-      epochs: 8
-    methods: [baseline:efficientnet_b7, "pd:efficientnet_b7>efficientnet_b7>efficientnet_b7"]
-    seeds: [0, 1, 2]
-    folds: all                    # protocol cv: all | [0, 3]; leave out with protocol fixed
-    repeats: all                  # protocol cv: all | [0]
-    grid:                         # parameter axes, crossed; one run directory per point
-      alpha: [0.3, 0.5, 0.7]
-      temperature: [2.0, 4.0]
-    retries: 1                    # a failed job is submitted again this many times
-    local: {max_parallel: 1, timeout_min: 1440}
-    slurm: {partition: gpu, time: 240, gpus_per_node: 1, cpus_per_task: 8, mem: 32G}
-
-``slurm`` is passed to ``submitit.SlurmExecutor.update_parameters`` unchanged (``partition``,
-``time`` in minutes, ``gpus_per_node``, ``cpus_per_task``, ``mem``, ``account``, ``qos``,
-``constraint``, ``array_parallelism``, ``setup``, ``additional_parameters``, ...); ``local`` to
-``LocalExecutor.update_parameters`` (``timeout_min``, ``gpus_per_node``, ...), plus
-``max_parallel``, the number of jobs run at once. Relative paths are taken from the grid file's folder.
-
-Every job is keyed like the stage cache: a hash of its study parameters, method, seed, fold,
-repeat and the cohort (manifest checksum and slice cache). A finished job leaves
-``sweep/jobs/<key>/result.json``; submitting the grid again skips it. Layout under ``--out``::
-
-    <out>/predictions/            the merged predictions (a grid without parameter axes), or
-    <out>/<point>/predictions/    one run directory per point of the parameter axes
-    <out>/sweep/points.csv        every point: run directory, parameters, jobs, notebook command
-    <out>/sweep/status.csv        every job: state, attempts, error
-    <out>/sweep/jobs/<key>/       job.json (paths redacted), result.json, error.txt, the job's predictions/
-    <out>/sweep/submitit/         submitit's pickles and logs
-
-Points get their own run directories because a prediction file identifies a patient's score by
-method, stage, seed, fold and repeat only: two values of ``alpha`` for one method in one folder
-would be duplicates (``pdstudy.evaluate.tables.validate_predictions`` rejects them).
+Methods x seeds x folds x parameter values, one :mod:`pdstudy.study.jobs` job each, submitted through
+submitit (SLURM or local), keyed like the stage cache, retried, then collected into run directories.
+The grid file and the output layout: docs/cluster.md, "The experiment grid".
 """
 
 from __future__ import annotations
@@ -60,12 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from pdstudy.core.hashing import stable_hash
 from pdstudy.core.io import write_csv, write_json, write_text, write_with
 from pdstudy.core.params import STUDY_PARAMETERS
-from pdstudy.core.rundir import redact_paths
-from pdstudy.study.jobs import JobSpec, base_parameters, check_job, read_yaml_mapping, resolve_paths
+from pdstudy.core.rundir import redact_paths, run_dir, update_provenance
+from pdstudy.data.cohort import load_cohort
+from pdstudy.data.predictions import read_predictions
+from pdstudy.learn import distributed
+from pdstudy.study.jobs import JobSpec, base_parameters, check_job, read_yaml_mapping, resolve_paths, run_job
 
 EXECUTORS = ("local", "slurm")
 GRID_KEYS = ("name", "profile", "data_dir", "manifest", "parameters", "methods", "seeds", "folds", "repeats",
@@ -81,7 +45,7 @@ UNKEYED = ("run_dir", "data_dir", "workers", "seeds")
 
 @dataclass(frozen=True)
 class Grid:
-    """A parsed grid file (see the module docstring)."""
+    """A parsed grid file (format: docs/cluster.md, "The experiment grid")."""
 
     path: Path
     name: str
@@ -224,8 +188,6 @@ def prepare_cohorts(specs: list[JobSpec], *, progress: bool = True) -> dict[tupl
 
     Returns ``{cohort arguments: {"manifest_sha256", "cache"}}``.
     """
-    from pdstudy.data.cohort import load_cohort
-
     out: dict[tuple, dict[str, str]] = {}
     for spec in specs:
         args = _cohort_args(spec.parameters)
@@ -299,16 +261,13 @@ def run_sweep_job(spec: dict[str, Any]) -> dict[str, Any]:
     data-parallel: submitit's task environment is exported as torch.distributed's variables.
     """
     try:
-        import submitit
+        import submitit  # lazy: submitit only inside a submitted job or where a sweep submits
 
         env = submitit.JobEnvironment()
         if env.num_tasks > 1:
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
     except RuntimeError:  # not inside a submitit job (called directly)
         pass
-    from pdstudy.learn import distributed
-    from pdstudy.study.jobs import run_job
-
     job = JobSpec.from_dict(spec)
     folder = Path(job.parameters["run_dir"])
     summary = run_job(job, progress=False)
@@ -323,7 +282,7 @@ def run_sweep_job(spec: dict[str, Any]) -> dict[str, Any]:
 
 def make_executor(kind: str, grid: Grid, folder: Path) -> tuple[Any, int | None]:
     """A submitit executor with the grid's parameters, and how many jobs may run at once (None: no limit)."""
-    import submitit
+    import submitit  # lazy: submitit only inside a submitted job or where a sweep submits
 
     if kind not in EXECUTORS:
         raise ValueError(f"executor must be one of {list(EXECUTORS)}, got {kind!r}")
@@ -349,8 +308,6 @@ def make_executor(kind: str, grid: Grid, folder: Path) -> tuple[Any, int | None]
         raise ValueError(f"grid file {grid.path}: local.max_parallel must be >= 1, got {max_parallel}")
     params.setdefault("timeout_min", 24 * 60)
     if "gpus_per_node" not in params:
-        import torch
-
         params["gpus_per_node"] = 1 if torch.cuda.is_available() else 0
     executor = submitit.LocalExecutor(folder=folder)
     try:
@@ -374,8 +331,6 @@ def _local_gpus(executor: Any, slot: int) -> None:
     n = int(executor.parameters.get("gpus_per_node", 0) or 0)
     if n < 1 or executor.parameters.get("visible_gpus"):
         return
-    import torch
-
     total = torch.cuda.device_count()
     first = slot * n
     if first + n <= total:
@@ -430,7 +385,7 @@ def sweep(grid_path: str | Path, executor: str = "local", out: str | Path | None
     Parameters
     ----------
     grid_path : path
-        Grid file (module docstring).
+        Grid file (format: docs/cluster.md).
     executor : {"local", "slurm"}
     out : path, optional
         Run directory of the grid (default ``reports/<name>``).
@@ -500,13 +455,10 @@ def write_status(report: SweepReport) -> Path:
 def collect(grid: Grid, jobs: list[SweepJob], out: Path, *, executor: str = "local") -> list[Path]:
     """Merge every finished job's predictions into its point's run directory; returns the run directories.
 
-    Each run directory gets the prediction files (schema of ``pdstudy.learn.distill.write_predictions``)
+    Each run directory gets the prediction files (schema of ``pdstudy.data.predictions``)
     and a ``sweep`` section in ``provenance.json``; ``<out>/sweep/points.csv`` lists the points with
     the ``pdstudy run`` command that evaluates one with notebooks 06-08.
     """
-    from pdstudy.core.rundir import run_dir, update_provenance
-    from pdstudy.data.predictions import read_predictions
-
     points: dict[str, list[SweepJob]] = {}
     for j in jobs:
         points.setdefault(j.point, []).append(j)

@@ -68,7 +68,7 @@ def _copy(name: str, folder: Path) -> Path:
 
 def scan_ref(path: Path):
     """A plane reference for any greyscale object, CT or not (read_plane does not check the modality)."""
-    from pdstudy.data.dicom import _frame_refs
+    from pdstudy.data.dicom._scan import _frame_refs
 
     return _frame_refs(pydicom.dcmread(path, defer_size=64), path.name)[0]
 

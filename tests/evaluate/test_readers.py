@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO
 
-from pdstudy.evaluate.readers import (
+from pdstudy.evaluate import (
     DEFAULT_OPERATING_POINTS,
     OperatingPoint,
     is_simulated,
@@ -16,8 +17,6 @@ from pdstudy.evaluate.readers import (
     reader_metrics,
     simulate_readers,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture()

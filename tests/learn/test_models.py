@@ -11,11 +11,13 @@ from safetensors.torch import save_file
 from timm.layers import DropPath
 from torch import nn
 
+from pdstudy.core import methods
+from pdstudy.core.methods import QUICK_STAND_INS
+from pdstudy.learn import models
 from pdstudy.learn.models import (
     NOISE_CAPABILITIES,
     PAPER_ARCHITECTURES,
     QUICK_ARCHITECTURES,
-    QUICK_STAND_INS,
     PretrainedWeightsUnavailableError,
     available_architectures,
     build_model,
@@ -339,8 +341,6 @@ def test_pretrained_auto_warns_and_falls_back() -> None:
 
 
 def test_stand_in_and_alias_tables_agree_with_pdstudy_methods():
-    from pdstudy.core import methods
-    from pdstudy.learn import models
-
-    assert dict(models.QUICK_STAND_INS) == methods.QUICK_STAND_INS
+    stands_in = {arch.stands_in_for: name for name, arch in QUICK_ARCHITECTURES.items()}
+    assert stands_in == dict(methods.QUICK_STAND_INS)  # one table of stand-ins, described by QUICK_ARCHITECTURES
     assert dict(models.ALIASES) == methods.ARCH_ALIASES

@@ -1,4 +1,4 @@
-"""Tests for pdstudy.evaluate.tables against independent computations (scikit-learn, SciPy, hand work)."""
+"""Tests for the tables of pdstudy.evaluate against independent computations (scikit-learn, SciPy, hand work)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from scipy.special import expit
 from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score
 
+from pdstudy import evaluate as ev
+from pdstudy.core.methods import method_from_id
 from pdstudy.core.rundir import RunDir
-from pdstudy.evaluate import tables as ev
-from pdstudy.evaluate.readers import simulate_readers
+from pdstudy.evaluate import simulate_readers
+from pdstudy.report.tables import format_evaluation_table, write_evaluation_table
 from pdstudy.stats import delong_test, youden_threshold
 
 B7 = "efficientnet_b7"
@@ -89,7 +91,7 @@ def t2(preds):
 
 
 def _rows(preds, mid, split, stage=None):
-    stage = ev.method_from_id(mid).final_stage if stage is None else stage
+    stage = method_from_id(mid).final_stage if stage is None else stage
     return preds[(preds["method"] == mid) & (preds["stage"] == stage) & (preds["split"] == split)]
 
 
@@ -100,10 +102,10 @@ def test_method_names_are_shared_with_training():
     """Evaluation parses the IDs training writes: one Method class, in the torch-free pdstudy.core.methods."""
     from pdstudy.core import methods
 
-    assert ev.PREDICTION_COLUMNS == methods.PREDICTION_COLUMNS and ev.MethodInfo is methods.Method
+    assert ev.DEFAULT_ABLATION_METHODS == {k: m.id for k, m in methods.ablation_grid().items()}
     for kind, chain in [("baseline", (B7,)), ("kd", (B7, B3)), ("pd", (B0, B3, B7)), ("pd", (B7, B7))]:
         m = methods.Method(kind, chain)
-        assert ev.method_from_id(m.id) == m
+        assert method_from_id(m.id) == m
     assert methods.Method("pd", (B0, B3, B7)).label == "Progressive Distill (B0>B3>B7)"
     assert methods.Method("baseline", ("resnext101_32x8d",)).label == "ResNeXt-101"
     for kind, chain in [("kd", (B7,)), ("baseline", (B7, B3)), ("xx", (B7,))]:
@@ -112,7 +114,7 @@ def test_method_names_are_shared_with_training():
 
 
 def test_torch_free_import():
-    code = ("import sys, pdstudy.evaluate.tables, pdstudy.evaluate.readers, pdstudy.report.figures\n"
+    code = ("import sys, pdstudy.evaluate, pdstudy.evaluate.readers, pdstudy.report.figures\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\nprint('OK')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -120,16 +122,16 @@ def test_torch_free_import():
 
 
 def test_method_from_id():
-    m = ev.method_from_id(PD037)
+    m = method_from_id(PD037)
     assert m.kind == "pd" and m.chain == (B0, B3, B7) and m.final_stage == 2
     assert m.label == "Progressive Distill (B0>B3>B7)"
-    assert ev.method_from_id(f"baseline:{B7}").label == "EfficientNet-B7"
+    assert method_from_id(f"baseline:{B7}").label == "EfficientNet-B7"
     for bad, msg in [("efficientnet_b7", "kind:arch"), ("xx:efficientnet_b7", "kind"), (f"kd:{B7}>{B7}>{B7}", "kd"),
                      ("pd:a>", "architectures"), ("baseline:a>b", "baseline")]:
         with pytest.raises(ValueError, match=msg):
-            ev.method_from_id(bad)
-    assert ev.default_baseline(ev.method_from_id(PD037)) == f"baseline:{B7}"
-    assert ev.default_baseline(ev.method_from_id(f"baseline:{B3}")) is None
+            method_from_id(bad)
+    assert ev.default_baseline(method_from_id(PD037)) == f"baseline:{B7}"
+    assert ev.default_baseline(method_from_id(f"baseline:{B3}")) is None
 
 
 # --------------------------------------------------------------------------------------------- validation
@@ -192,7 +194,7 @@ def test_table2_rows_and_columns(t2):
     # paper order: the paper's first row comes first, the run-only method (pd b7>b7) last
     assert t2["method"].iloc[0] == "ResNet-50"
     assert t2["method_id"].iloc[-1] == f"pd:{B7}>{B7}"
-    disp = ev.format_table(t2)
+    disp = format_evaluation_table(t2)
     assert len(disp) == len(t2)
     assert (disp.loc[t2["status"] == "not run", "Test AUC [95% CI]"] == "not run").all()
 
@@ -212,7 +214,7 @@ def test_table2_delong_and_holm(preds, t2):
     tab = t2[t2["status"] == "run"].set_index("method_id")
     ps = {}
     for mid in METHODS:
-        m = ev.method_from_id(mid)
+        m = method_from_id(mid)
         if m.kind == "baseline":
             assert math.isnan(tab.loc[mid, "p_delong"])
             continue
@@ -261,7 +263,7 @@ def test_no_val_patients_gives_nan_with_note():
     assert t["youden_val_acc"].isna().all() and t["youden_val_threshold"].isna().all()
     assert t["youden_test_acc"].notna().all()
     assert any("not available" in n for n in t.attrs["notes"])
-    assert (ev.format_table(t)["ACC % (Youden on val)"] == "n/a").all()
+    assert (format_evaluation_table(t)["ACC % (Youden on val)"] == "n/a").all()
 
 
 def test_several_seeds_use_seed_averaged_score():
@@ -316,7 +318,7 @@ def test_table3_mcnemar_matches_binomtest(preds):
     assert avg["acc"] == pytest.approx(t3.loc[t3["kind"] == "reader", "acc"].mean())
     model = t3[(t3["kind"] == "model") & (t3["policy"] == "youden_val")].iloc[0]
     assert model["acc"] == pytest.approx(model_ok.mean())
-    disp = ev.format_table(t3)
+    disp = format_evaluation_table(t3)
     assert "p (McNemar)" in disp.columns and len(disp) == len(t3)
 
 
@@ -341,7 +343,7 @@ def test_table4_grid(preds):
     assert row["test_auc"] == pytest.approx(roc_auc_score(rows["response"] == "poor", rows["score"]))
     assert t4.set_index("method_id").loc[PD7, "paper_auc"] == pytest.approx(0.87)
     assert "youden_val_spe" in t4.columns and "youden_test_acc_lo" in t4.columns
-    disp = ev.format_table(t4)
+    disp = format_evaluation_table(t4)
     assert list(disp.columns[:4]) == ["Model", "KD", "MN", "MI"]
 
 
@@ -352,7 +354,7 @@ def test_iteration_curve(preds):
         rows = _rows(preds, PD037, "test", stage=st)
         assert cur["test_auc"].iloc[st] == pytest.approx(roc_auc_score(rows["response"] == "poor", rows["score"]))
     assert {"youden_val_acc", "youden_test_sen", "test_auc_lo"} <= set(cur.columns)
-    assert ev.format_table(cur)["Role"].iloc[0] == "teacher"
+    assert format_evaluation_table(cur)["Role"].iloc[0] == "teacher"
 
 
 def test_cv_summary():
@@ -361,7 +363,7 @@ def test_cv_summary():
     assert len(per) == 2 * 3
     for _, r in per.iterrows():
         rows = p[(p["method"] == r["method_id"]) & (p["repeat"] == r["repeat"]) & (p["split"] == "test")
-                 & (p["stage"] == ev.method_from_id(r["method_id"]).final_stage)]
+                 & (p["stage"] == method_from_id(r["method_id"]).final_stage)]
         assert len(rows) == r["n_patients"] == 138
         assert r["auc"] == pytest.approx(roc_auc_score(rows["response"] == "poor", rows["score"]))
     summ = ev.cv_summary(p).set_index("method_id")
@@ -377,7 +379,7 @@ def test_cv_summary():
 
 def test_write_evaluation_table(t2, tmp_path):
     run = RunDir(tmp_path / "run").create()
-    paths = ev.write_evaluation_table(t2, run, "table2", title="Table 2")
+    paths = write_evaluation_table(t2, run, "table2", title="Table 2")
     md = Path(paths["display"][1]).read_text()
     assert md.startswith("# Table 2") and "Holm" in md and "not run" in md
     values = pd.read_csv(paths["values"][0])

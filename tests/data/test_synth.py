@@ -17,6 +17,8 @@ from sklearn.metrics import roc_auc_score
 
 from pdstudy.data import synth
 from pdstudy.data.manifest import read_manifest
+from pdstudy.data.synth._plan import _AGES, _TABLE1, SLICE_MM, _plan
+from pdstudy.data.synth._write import _series_dataset, _SeriesEncoder
 
 SMALL = {"patients": 20, "seed": 0, "slices": 16, "size": 64}
 REFERENCE = Path("/work/shared/reference/table1_cohort.csv")
@@ -117,15 +119,15 @@ def test_scaled_counts_keep_both_classes(n: int):
 def test_table1_margins_reproduced_with_corrections():
     m = synth.plan_cohort()
     inc = m[m["split"] != ""]
-    for (split, response), table in synth._TABLE1.items():
+    for (split, response), table in _TABLE1.items():
         group = inc[(inc["split"] == split) & (inc["response"] == response)]
         for cov, counts in table.items():
             assert group[cov].value_counts().to_dict() == {k: v for k, v in counts.items() if v}
-        mean, lo, hi = synth._AGES[(split, response)]
+        mean, lo, hi = _AGES[(split, response)]
         ages = group["age"].astype(int)
         assert ages.min() == lo and ages.max() == hi and abs(ages.mean() - mean) < 0.05
-    assert synth._TABLE1[("test", "good")]["sex"] == {"F": 3, "M": 11}
-    assert synth._TABLE1[("test", "poor")]["sex"] == {"F": 1, "M": 13}
+    assert _TABLE1[("test", "good")]["sex"] == {"F": 3, "M": 11}
+    assert _TABLE1[("test", "poor")]["sex"] == {"F": 1, "M": 13}
 
 
 @pytest.mark.skipif(not REFERENCE.is_file(), reason="paper reference tables not available")
@@ -144,7 +146,7 @@ def test_table1_transcription_matches_reference():
     for (char, split, group), rows in ref.groupby(["characteristic", "split", "response"]):
         if (char, split, group) in corrected:
             continue
-        counts = synth._TABLE1[(split, {"GR": "good", "PR": "poor"}[group])][names[char]]
+        counts = _TABLE1[(split, {"GR": "good", "PR": "poor"}[group])][names[char]]
         assert sorted(counts.values()) == sorted(rows["n"].tolist()), (char, split, group)
 
 
@@ -220,11 +222,11 @@ def test_pixels_need_rescaling_to_hu(cohort: Path, headers: pd.DataFrame):
 
 
 def test_encoder_writes_the_same_bytes_as_save_as():
-    plan = synth._plan(**SMALL)
+    plan = _plan(**SMALL)
     p = plan.iloc[0]
-    template = synth._series_dataset(p, p["series"][0], SMALL["size"])
+    template = _series_dataset(p, p["series"][0], SMALL["size"])
     pixels = np.arange(SMALL["size"] ** 2, dtype="<u2").tobytes()
-    encoded = synth._SeriesEncoder(template).encode("2.25.12345", 7, ["-1.5", "-1.5", "-20"], "-20", pixels)
+    encoded = _SeriesEncoder(template).encode("2.25.12345", 7, ["-1.5", "-1.5", "-20"], "-20", pixels)
     ds = copy.deepcopy(template)
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "2.25.12345"
     ds.InstanceNumber, ds.ImagePositionPatient = 7, ["-1.5", "-1.5", "-20"]
@@ -304,7 +306,7 @@ def test_masks_align_with_images(cohort: Path, headers: pd.DataFrame):
 def test_tumour_is_a_visible_mass_carrying_the_latent_features(cohort: Path, headers: pd.DataFrame):
     """The mask's volume tracks the latent radius, the mass's portal-venous HU tracks the latent
     enhancement, and the mass stands out from its surroundings and is darker than the liver."""
-    plan = synth._plan(**SMALL).set_index("patient_id")
+    plan = _plan(**SMALL).set_index("patient_id")
     m = read_manifest(cohort / "manifest.csv")
     truth = pd.read_csv(cohort / "series.csv", dtype=str, keep_default_na=False)
     in_plane = np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], dtype=bool)
@@ -320,7 +322,7 @@ def test_tumour_is_a_visible_mass_carrying_the_latent_features(cohort: Path, hea
         ring = binary_dilation(mask, in_plane, iterations=2) & ~binary_dilation(mask, in_plane)
         tumour_hu = float(hu[core].mean()) if core.sum() >= 5 else np.nan
         rows.append({
-            "volume": mask.sum() * spacing**2 * synth._SLICE_MM, "tumour_hu": tumour_hu,
+            "volume": mask.sum() * spacing**2 * SLICE_MM, "tumour_hu": tumour_hu,
             "contrast": float(np.median(np.abs(hu[ring] - tumour_hu))), "liver_hu": float(np.median(hu[liver])),
             "radius": plan.loc[row["patient_id"], "tumour_radius_mm"],
             "enhancement": plan.loc[row["patient_id"], "tumour_enhancement_hu"],
@@ -366,7 +368,7 @@ def test_ensure_cohort_generates_once(tmp_path: Path, monkeypatch: pytest.Monkey
         raise AssertionError("regenerated")
 
     with monkeypatch.context() as mp:
-        mp.setattr(synth, "generate_cohort", fail)
+        mp.setattr("pdstudy.data.synth._write.generate_cohort", fail)  # looked up there by ensure_cohort
         assert synth.ensure_cohort(out, **kwargs) == manifest
     synth.ensure_cohort(out, **{**kwargs, "seed": 1})
     expected = synth.plan_cohort(5, 1, slices=8, size=32)["dicom_dir"].tolist()

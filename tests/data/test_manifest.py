@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from conftest import REPO
 
 from pdstudy.core.vocab import label_of, response_from_recist
 from pdstudy.data.manifest import COLUMN_NAMES, REQUIRED, ManifestError, read_manifest, validate_manifest
@@ -87,8 +88,6 @@ def test_schema_constants_and_vocabulary():
 
 
 def test_example_manifest_in_data_manifest_is_valid():
-    from pathlib import Path
-
-    example = Path(__file__).resolve().parents[1] / "data_manifest" / "example_manifest.csv"
+    example = REPO / "data_manifest" / "example_manifest.csv"
     df = read_manifest(example)
     assert len(df) >= 3

@@ -13,9 +13,9 @@ from matplotlib.container import ErrorbarContainer  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from test_evaluation import B3, B7, KD7, PD3, PD7, make_predictions  # noqa: E402
 
+from pdstudy import evaluate as ev  # noqa: E402
 from pdstudy.core.rundir import RunDir  # noqa: E402
-from pdstudy.evaluate import tables as ev  # noqa: E402
-from pdstudy.evaluate.readers import simulate_readers  # noqa: E402
+from pdstudy.evaluate import simulate_readers  # noqa: E402
 from pdstudy.report import figures  # noqa: E402
 from pdstudy.report.style import save_figure  # noqa: E402
 

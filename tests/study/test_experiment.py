@@ -7,6 +7,7 @@ import yaml
 
 from pdstudy.core.params import STUDY_PARAMETERS
 from pdstudy.data.predictions import read_predictions
+from pdstudy.evaluate import table2
 from pdstudy.study.protocol import Study, iteration_chain, methods
 
 
@@ -68,7 +69,5 @@ def test_two_runs_with_the_same_seed_give_identical_predictions(tmp_path):
     assert frames[0].equals(frames[1])
     assert frames[0]["score"].nunique() > 1
     # ... and therefore identical tables.
-    from pdstudy.evaluate.tables import table2
-
     t_a, t_b = (table2(f, quick=True) for f in frames)
     assert t_a.equals(t_b) and t_a["test_auc"].notna().any()

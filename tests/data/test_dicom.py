@@ -244,7 +244,8 @@ def _native_variant(tmp_path, name: str, bits: int, stored: int, signed: bool, s
 def test_planes_read_from_the_scan_equal_pydicom(tmp_path, bits, stored, signed, syntax, garbage):
     from pydicom.pixels import pixel_array
 
-    from pdstudy.data.dicom import _native_plane, quiet_pydicom
+    from pdstudy.data.dicom import quiet_pydicom
+    from pdstudy.data.dicom._pixels import _native_plane
 
     folder = _native_variant(tmp_path, "v", bits, stored, signed, syntax, garbage)
     scan = scan_folder(folder)
@@ -277,7 +278,7 @@ def test_truncated_pixel_data_read_from_the_scan_fails_like_pydicom(tmp_path):
 def test_file_listing_matches_sorted_rglob(tmp_path):
     import os
 
-    from pdstudy.data.dicom import _list_files
+    from pdstudy.data.dicom._scan import _list_files
 
     for rel in ("a/b/c.dcm", "a-b/x", "a/b.dcm", "A/z", ".hid/y.dcm", "a/.h", "z", "a b/q", "a.b/c", "a0/x", "a/0"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -321,7 +322,8 @@ def test_position_and_instance_number_parse_as_pydicom_converts(value):
     from pydicom.dataset import Dataset
     from pydicom.tag import BaseTag
 
-    from pdstudy.data.dicom import _floats, _instance_number, _int_or_none, _position, _value, quiet_pydicom
+    from pdstudy.data.dicom import quiet_pydicom
+    from pdstudy.data.dicom._scan import _floats, _instance_number, _int_or_none, _position, _value
 
     def outcome(fn, ds):
         try:

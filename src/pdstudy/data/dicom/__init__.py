@@ -1,0 +1,42 @@
+"""Reading CT series from DICOM: header scanning and series grouping (``_scan``), contrast phase and slice order
+(``_phase``), stored values to HU and the window (``_pixels``), physical resampling (``_resample``).
+
+The public names are re-exported here. See docs/preprocessing.md.
+"""
+
+from pdstudy.data.dicom._phase import PHASE_DELAYS, PHASES, classify_phase, order_slices, select_portal_venous
+from pdstudy.data.dicom._pixels import HU_WINDOW, read_plane, read_plane_quietly, to_hu, window, windowed_hu
+from pdstudy.data.dicom._resample import resample_mask_to_grid, resample_to_grid, resample_to_uint8
+from pdstudy.data.dicom._scan import (
+    PatientDataError,
+    ScanResult,
+    Series,
+    SliceRef,
+    dicom_time_seconds,
+    quiet_pydicom,
+    scan_folder,
+)
+
+__all__ = [
+    "HU_WINDOW",
+    "PHASES",
+    "PHASE_DELAYS",
+    "PatientDataError",
+    "ScanResult",
+    "Series",
+    "SliceRef",
+    "classify_phase",
+    "dicom_time_seconds",
+    "order_slices",
+    "quiet_pydicom",
+    "read_plane",
+    "read_plane_quietly",
+    "resample_mask_to_grid",
+    "resample_to_grid",
+    "resample_to_uint8",
+    "scan_folder",
+    "select_portal_venous",
+    "to_hu",
+    "window",
+    "windowed_hu",
+]

@@ -1,0 +1,130 @@
+"""Contrast phase of a series, choice of the portal-venous series and slice ordering.
+
+See docs/preprocessing.md.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from pdstudy.data.dicom._scan import PatientDataError, ScanResult, Series, SliceRef
+
+PHASES = ("portal_venous", "arterial", "delayed", "non_contrast", "unknown")
+
+# Keyword rules on SeriesDescription + ProtocolName (lower-cased, punctuation -> space).
+_PHASE_KEYWORDS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("non_contrast", re.compile(r"\b(non ?contrast|noncon|plain|native|unenhanced|pre ?contrast|nc)\b")),
+    ("portal_venous", re.compile(r"\b(portal|pvp|pv|venous|ven|portovenous|70 ?s)\b")),
+    ("arterial", re.compile(r"\b(arterial|art|ap|late arterial|cta|35 ?s)\b")),
+    ("delayed", re.compile(r"\b(delayed|equilibrium|excretory|late|3 ?min)\b")),
+)
+
+#: Seconds after bolus start that separate the phases when no keyword decides.
+PHASE_DELAYS = {"arterial": (10.0, 50.0), "portal_venous": (50.0, 110.0), "delayed": (110.0, 900.0)}
+
+
+def classify_phase(series: Series) -> tuple[str, str]:
+    """Contrast phase of a series and the rule that decided it.
+
+    Keywords in SeriesDescription/ProtocolName decide first; otherwise the delay between
+    ContrastBolusStartTime and the acquisition time (arterial 10-50 s, portal venous
+    50-110 s, delayed later); a series without a contrast agent and without timing is
+    non-contrast.
+
+    Returns
+    -------
+    (phase, rule) : tuple of str
+        ``phase`` is one of :data:`PHASES`.
+    """
+    text = re.sub(r"[^a-z0-9]+", " ", f"{series.description} {series.protocol}".lower())
+    for phase, pattern in _PHASE_KEYWORDS:
+        if pattern.search(text):
+            return phase, f"keyword in series description/protocol ({phase})"
+    delay = series.delay
+    if delay is not None and series.contrast_agent:
+        for phase, (lo, hi) in PHASE_DELAYS.items():
+            if lo <= delay < hi:
+                return phase, f"{delay:.0f} s after contrast bolus start"
+        return "unknown", f"contrast delay {delay:.0f} s outside known phases"
+    if not series.contrast_agent and series.bolus_start is None:
+        return "non_contrast", "no contrast agent recorded"
+    return "unknown", "contrast recorded but no usable timing or keyword"
+
+
+def select_portal_venous(scan: ScanResult, override_uid: str = "") -> tuple[Series, str]:
+    """Pick the portal-venous series: the manifest's override first, then :func:`classify_phase`.
+
+    Raises
+    ------
+    PatientDataError
+        If no CT series exists, the override UID is absent, or no series is portal venous.
+    """
+    if not scan.series:
+        found = ", ".join(sorted(scan.modalities)) or "none"
+        raise PatientDataError(f"no CT images with pixel data (modalities found: {found})" + _notes_summary(scan.notes))
+    if override_uid:
+        for s in scan.series:
+            if s.uid == override_uid:
+                return s, "pvp_series_uid from manifest"
+        raise PatientDataError(f"pvp_series_uid from the manifest not found among {len(scan.series)} CT series")
+    phases = [(s, *classify_phase(s)) for s in scan.series]
+    pvp = [(s, rule) for s, phase, rule in phases if phase == "portal_venous"]
+    if not pvp:
+        seen = ", ".join(sorted({phase for _, phase, _ in phases}))
+        raise PatientDataError(f"no portal-venous series (found {len(scan.series)} CT series: {seen})")
+    s, rule = max(pvp, key=lambda item: len(item[0].slices))
+    if len(pvp) > 1:
+        rule += f"; {len(pvp)} portal-venous candidates, kept the one with most slices"
+    return s, rule
+
+
+def _notes_summary(notes: list[str], limit: int = 3) -> str:
+    """``"; note; note ..."`` for an exclusion reason: which files were skipped and why."""
+    if not notes:
+        return ""
+    more = f"; and {len(notes) - limit} more" if len(notes) > limit else ""
+    return "; " + "; ".join(notes[:limit]) + more
+
+
+def order_slices(slices: list[SliceRef]) -> tuple[list[SliceRef], list[str]]:
+    """Sort planes head to feet by position and report geometry problems.
+
+    Duplicate positions keep the first file; missing positions fall back to InstanceNumber;
+    uneven spacing (any gap more than 10 % off the median) is reported.
+
+    Returns
+    -------
+    (ordered, warnings) : list of SliceRef, list of str
+
+    Raises
+    ------
+    PatientDataError
+        If neither positions nor instance numbers allow ordering.
+    """
+    notes: list[str] = []
+    if any(np.isnan(s.z) for s in slices):
+        if any(s.instance is None for s in slices):
+            raise PatientDataError("slices have neither ImagePositionPatient nor InstanceNumber; cannot order them")
+        notes.append("missing ImagePositionPatient: slices ordered by InstanceNumber")
+        return sorted(slices, key=lambda s: s.instance or 0), notes
+    ordered = sorted(slices, key=lambda s: (-s.z, s.path, s.frame or 0))
+    unique: list[SliceRef] = []
+    dupes = 0
+    for s in ordered:
+        if unique and abs(unique[-1].z - s.z) < 1e-3:
+            dupes += 1
+            continue
+        unique.append(s)
+    if dupes:
+        notes.append(f"{dupes} duplicate slice position(s) dropped")
+    if len(unique) >= 3:
+        gaps = -np.diff([s.z for s in unique])
+        med = float(np.median(gaps))
+        if med > 0 and np.any(np.abs(gaps - med) > 0.1 * med):
+            notes.append(
+                f"uneven slice spacing (median {med:.2f} mm, range {gaps.min():.2f}-{gaps.max():.2f} mm; "
+                "missing slices?)"
+            )
+    return unique, notes

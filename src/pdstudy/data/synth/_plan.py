@@ -1,0 +1,520 @@
+"""Planning the synthetic cohort: group sizes, responses, clinical covariates, latent tumour features,
+nuisance variables, series headers and the manifest, all without pixels.
+
+See docs/synthetic_cohort.md.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import math
+import uuid
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from pdstudy.data.manifest import COLUMN_NAMES
+
+GENERATOR_VERSION: Final = "2.1.1"
+
+#: ``oracle_auc(2000, seed=0)`` for this generator version (a test checks it).
+ORACLE_AUC: Final = 0.8889
+
+METASTASIS: Final = "metastasis_outside_abdominal_cavity"
+NO_PVP_REASON: Final = "no_portal_venous_phase_ct"  # documented in series.csv / synth.json, not in the manifest
+
+#: The paper's cohort (Table 1 and the flow chart); other sizes scale these ratios.
+_PAPER_COUNTS: Final = {
+    "screened": 164, "metastasis": 19, "no_pvp": 5,
+    "eligible": 140, "test": 28, "train": 112, "train_poor": 39, "test_poor": 14,
+}
+
+#: Latent tumour features that carry the response signal (columns of :func:`sample_latent`).
+TUMOUR_FEATURES: Final = ("tumour_radius_mm", "tumour_enhancement_hu", "tumour_heterogeneity_hu")
+
+#: Nuisance variables, all independent of the response (columns of :func:`sample_latent`).
+NUISANCE_COLUMNS: Final = (
+    "body_a_mm", "body_b_mm", "fat_mm", "pixel_spacing_mm", "z_top_mm", "z_descending", "liver_slices",
+    "pixel_representation", "bits_stored", "rescale_intercept", "kvp", "noise_sd_hu", "contrast_factor",
+    "phase_style", "has_non_contrast", "pvp_series_number", "pvp_numbered_first", "arterial_delay_s", "pvp_delay_s",
+    "time_style",
+)
+
+# Response model in the transformed space (log radius, HU, log heterogeneity): good-responder mean,
+# common SD, and the poor-minus-good shift in SD units. Most of the signal is in what survives the
+# quick profile's 6 mm pixels (size and enhancement). Oracle AUC = Phi(|shift| / sqrt(2)) with
+# |shift| the Euclidean norm of the three shifts: Phi(sqrt(1.4^2 + 0.75^2 + 0.65^2) / sqrt(2)) = 0.889.
+_TUMOUR_MODEL: Final = {
+    "tumour_radius_mm": (math.log(24.0), 0.3, +1.4),
+    "tumour_enhancement_hu": (90.0, 24.0, -0.75),
+    "tumour_heterogeneity_hu": (math.log(14.0), 0.4, +0.65),
+}
+_LOG_FEATURES: Final = ("tumour_radius_mm", "tumour_heterogeneity_hu")
+
+# Table 1 of the paper as counts per (split, response), with the three corrections of
+# docs/synthetic_cohort.md: test/good sex 3 F + 11 M (printed 3 + 12), test/poor sex 1 F + 13 M (printed "1 (92.9%)"),
+# CA19-9 normal = <= 35.0 U/ml (printed <= 5.0).
+_TABLE1: Final[dict[tuple[str, str], dict[str, dict[str, int]]]] = {
+    ("train", "good"): {
+        "sex": {"F": 16, "M": 57},
+        "lauren": {"intestinal": 11, "diffuse_mixed": 32, "undifferentiated": 30},
+        "cea": {"normal": 43, "elevated": 30},
+        "ca199": {"normal": 47, "elevated": 26},
+        "ct_stage": {"T3": 19, "T4a": 41, "T4b": 13},
+        "cn_stage": {"N0-1": 4, "N2-3": 69},
+        "cm_stage": {"M0": 56, "M1": 17},
+    },
+    ("train", "poor"): {
+        "sex": {"F": 6, "M": 33},
+        "lauren": {"intestinal": 9, "diffuse_mixed": 27, "undifferentiated": 3},
+        "cea": {"normal": 26, "elevated": 13},
+        "ca199": {"normal": 22, "elevated": 17},
+        "ct_stage": {"T3": 10, "T4a": 25, "T4b": 4},
+        "cn_stage": {"N0-1": 3, "N2-3": 36},
+        "cm_stage": {"M0": 34, "M1": 5},
+    },
+    ("test", "good"): {
+        "sex": {"F": 3, "M": 11},  # printed 3 F + 12 M = 15 for n = 14
+        "lauren": {"intestinal": 4, "diffuse_mixed": 3, "undifferentiated": 7},
+        "cea": {"normal": 9, "elevated": 5},
+        "ca199": {"normal": 9, "elevated": 5},
+        "ct_stage": {"T3": 4, "T4a": 6, "T4b": 4},
+        "cn_stage": {"N0-1": 2, "N2-3": 12},
+        "cm_stage": {"M0": 12, "M1": 2},
+    },
+    ("test", "poor"): {
+        "sex": {"F": 1, "M": 13},  # printed male "1 (92.9%)"
+        "lauren": {"intestinal": 6, "diffuse_mixed": 6, "undifferentiated": 2},
+        "cea": {"normal": 7, "elevated": 7},
+        "ca199": {"normal": 7, "elevated": 7},
+        "ct_stage": {"T3": 4, "T4a": 8, "T4b": 2},
+        "cn_stage": {"N0-1": 3, "N2-3": 11},
+        "cm_stage": {"M0": 11, "M1": 3},
+    },
+}
+#: Age mean, min, max per (split, response) group; ``("", *)`` is used for excluded patients.
+_AGES: Final = {
+    ("train", "good"): (66.1, 41, 81), ("train", "poor"): (64.5, 39, 79),
+    ("test", "good"): (64.3, 46, 81), ("test", "poor"): (68.4, 51, 81),
+    ("", "good"): (66.0, 39, 81), ("", "poor"): (66.0, 39, 81),
+}
+#: P(CR | good) and P(PD | poor): CR is rare after conversion therapy.
+_P_CR: Final = 0.12
+_P_PD: Final = 0.3
+
+#: SeriesDescription / ProtocolName per phase-tag style. Contrast agents are in :data:`CONTRAST_AGENTS`.
+PHASE_DESCRIPTIONS: Final = {
+    "explicit": {
+        "arterial": ("ARTERIAL", "Abd Art 35s", "Arterial 5.0 B31f", "Late arterial 1.0"),
+        "portal_venous": ("Abd PVP 70s", "Portal venous", "PORTAL VENOUS 5.0 B31f", "Abdomen PV 5mm"),
+        "non_contrast": ("Non contrast", "Abdomen native", "PLAIN 5.0 B31f"),
+        "protocol": ("Abdomen Routine", "ABDOMEN_MULTIPHASE", "Abdomen^Routine"),
+    },
+    "protocol": {  # SeriesDescription generic, the phase in ProtocolName
+        "description": ("Abdomen 5.0 B31f", "ABD 5mm", "Body 5.0 I30f 3"),
+        "arterial": ("ABD ARTERIAL", "Abdomen Arterial"),
+        "portal_venous": ("ABD PORTAL", "Abdomen Portal Venous"),
+        "non_contrast": ("ABD NATIVE", "Abdomen Non Contrast"),
+    },
+    "generic": {  # one description for every series; only contrast tags and timing tell
+        "description": ("Abdomen 5.0 B31f", "ABD 5mm", "Body 5.0 I30f 3"),
+        "protocol": ("Abdomen Routine", "ABDOMEN_MULTIPHASE", "Abdomen^Routine"),
+    },
+}
+PHASE_STYLES: Final = ("explicit", "protocol", "generic")
+CONTRAST_AGENTS: Final = ("Omnipaque 350", "Ultravist 370", "IOHEXOL", "Iopromide 300")
+_ARTERIAL_DELAY: Final = (25.0, 40.0)
+_PVP_DELAY: Final = (60.0, 80.0)
+
+SLICE_MM: Final = 5.0
+_FOV_SPACING_128: Final = (2.6, 3.3)  # pixel spacing (mm) at 128 px; scaled by 128 / size
+_STUDY_DATES: Final = (_dt.date(2017, 9, 1), _dt.date(2022, 11, 30))
+
+
+def _rng(seed: int, stream: str, *extra: int) -> np.random.Generator:
+    """An independent random stream per purpose, so nuisance draws never depend on the response."""
+    key = int.from_bytes(hashlib.sha256(stream.encode()).digest()[:4], "little")
+    return np.random.default_rng([seed, key, *extra])
+
+
+def _round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+def cohort_counts(patients: int) -> dict[str, int]:
+    """Group sizes of a cohort of ``patients`` screened patients.
+
+    Every count of the paper's cohort (164 screened; 19 metastasis, 5 without a portal-venous
+    series; 112 train with 39 poor; 28 test with 14 poor) is scaled by ``patients / 164`` (test
+    and poor counts by their ratio within the eligible patients and split) and rounded half up.
+    A split with two or more patients keeps at least one patient per response group.
+
+    Parameters
+    ----------
+    patients : int
+        Number of screened patients (>= 4).
+
+    Returns
+    -------
+    dict
+        Keys ``metastasis``, ``no_pvp``, ``eligible``, ``train``, ``train_good``, ``train_poor``,
+        ``test``, ``test_good``, ``test_poor``.
+    """
+    if patients < 4:
+        raise ValueError(f"patients must be >= 4, got {patients}")
+    p = _PAPER_COUNTS
+    metastasis = _round_half_up(patients * p["metastasis"] / p["screened"])
+    no_pvp = _round_half_up(patients * p["no_pvp"] / p["screened"])
+    eligible = patients - metastasis - no_pvp
+    test = min(max(_round_half_up(eligible * p["test"] / p["eligible"]), 2), eligible - 2)
+    train = eligible - test
+    train_poor = min(max(_round_half_up(train * p["train_poor"] / p["train"]), 1), train - 1)
+    test_poor = min(max(_round_half_up(test * p["test_poor"] / p["test"]), 1), test - 1)
+    return {
+        "metastasis": metastasis, "no_pvp": no_pvp, "eligible": eligible,
+        "train": train, "train_good": train - train_poor, "train_poor": train_poor,
+        "test": test, "test_good": test - test_poor, "test_poor": test_poor,
+    }
+
+
+def _apportion(counts: dict[str, int], n: int) -> list[str]:
+    """Codes for ``n`` patients in the proportions of ``counts`` (largest remainder; exact at the printed n)."""
+    total = sum(counts.values())
+    quota = {k: n * v / total for k, v in counts.items()}
+    alloc = {k: int(math.floor(q)) for k, q in quota.items()}
+    rest = sorted(counts, key=lambda k: (-(quota[k] - alloc[k]), list(counts).index(k)))
+    for k in rest[: n - sum(alloc.values())]:
+        alloc[k] += 1
+    return [k for k in counts for _ in range(alloc[k])]
+
+
+def _ages(n: int, mean: float, lo: int, hi: int, rng: np.random.Generator) -> np.ndarray:
+    """Integer ages in [lo, hi] with the given mean (to 0.5 / n), lo and hi each taken at least once (n >= 3)."""
+    x = rng.normal(mean, 9.0, n)
+    for _ in range(20):
+        x = np.clip(x + (mean - x.mean()), lo, hi)
+    ages = np.rint(x).astype(int)
+    free = np.arange(n)
+    if n >= 3:
+        i_lo, i_hi = int(np.argmin(ages)), int(np.argmax(ages))
+        ages[i_lo], ages[i_hi] = lo, hi
+        free = np.setdiff1d(free, [i_lo, i_hi])
+    # Nudge the others one year at a time until the sum matches the printed mean.
+    diff = int(round(mean * n)) - int(ages.sum())
+    while diff:
+        step = 1 if diff > 0 else -1
+        movable = free[(ages[free] + step >= lo) & (ages[free] + step <= hi)]
+        if not len(movable):
+            break
+        pick = rng.choice(movable, min(abs(diff), len(movable)), replace=False)
+        ages[pick] += step
+        diff -= step * len(pick)
+    return ages
+
+
+def _pooled(response: str) -> dict[str, dict[str, int]]:
+    """Table 1 margins pooled over train and test, for screened patients outside the splits."""
+    out: dict[str, dict[str, int]] = {}
+    for split in ("train", "test"):
+        for cov, counts in _TABLE1[(split, response)].items():
+            for code, c in counts.items():
+                out.setdefault(cov, {}).setdefault(code, 0)
+                out[cov][code] += c
+    return out
+
+
+def _assign_groups(patients: int, seed: int) -> pd.DataFrame:
+    """Split, response, RECIST and exclusion of every screened patient, in random patient order."""
+    c = cohort_counts(patients)
+    groups = (
+        [("train", "good", "")] * c["train_good"] + [("train", "poor", "")] * c["train_poor"]
+        + [("test", "good", "")] * c["test_good"] + [("test", "poor", "")] * c["test_poor"]
+        + [("", "", METASTASIS)] * c["metastasis"] + [("", "", "no_pvp")] * c["no_pvp"]
+    )
+    rng = _rng(seed, "assign")
+    df = pd.DataFrame([groups[i] for i in rng.permutation(patients)], columns=["split", "response", "_group"])
+    excluded = df["split"] == ""
+    p_poor = _PAPER_COUNTS["train_poor"] + _PAPER_COUNTS["test_poor"]
+    poor = _rng(seed, "excluded_response").random(patients) < p_poor / _PAPER_COUNTS["eligible"]
+    df.loc[excluded, "response"] = np.where(poor[excluded.to_numpy()], "poor", "good")
+    u = _rng(seed, "recist").random(patients)
+    good = df["response"] == "good"
+    df["recist"] = np.where(good, np.where(u < _P_CR, "CR", "PR"), np.where(u < _P_PD, "PD", "SD"))
+    for split in ("train", "test"):  # every split shows each good-response category (Fig. 4A, Fig. 5)
+        members = good & (df["split"] == split)
+        if members.any() and not (df.loc[members, "recist"] == "CR").any():
+            df.loc[df.index[members][np.argmin(u[members.to_numpy()])], "recist"] = "CR"
+    df["exclusion"] = np.where(df["_group"] == METASTASIS, METASTASIS, "")
+    df["has_pvp"] = df["_group"] != "no_pvp"
+    return df.drop(columns="_group")
+
+
+def _clinical(groups: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Age and Table 1 covariates per patient, drawn per split x response group."""
+    rng = _rng(seed, "clinical")
+    out = pd.DataFrame(index=groups.index, columns=["age", "sex", "lauren", "cea", "ca199",
+                                                    "ct_stage", "cn_stage", "cm_stage"], dtype=object)
+    for (split, response), idx in groups.groupby(["split", "response"], sort=True).groups.items():
+        idx = np.asarray(idx)
+        mean, lo, hi = _AGES[(split, response)]
+        out.loc[idx, "age"] = _ages(len(idx), mean, lo, hi, rng)
+        if split:
+            for cov, counts in _TABLE1[(split, response)].items():
+                out.loc[idx, cov] = rng.permutation(np.array(_apportion(counts, len(idx)), dtype=object))
+        else:
+            for cov, counts in _pooled(response).items():
+                codes = list(counts)
+                p = np.array([counts[k] for k in codes], dtype=float)
+                out.loc[idx, cov] = np.array(codes, dtype=object)[rng.choice(len(codes), len(idx), p=p / p.sum())]
+    out["age"] = out["age"].astype(int)
+    return out
+
+
+def _tumour_features(poor: np.ndarray, seed: int) -> pd.DataFrame:
+    """Latent tumour features given the response (1 = poor), and the oracle log-likelihood ratio."""
+    z = _rng(seed, "tumour").standard_normal((len(poor), len(_TUMOUR_MODEL)))
+    feats: dict[str, np.ndarray] = {}
+    for j, (name, (mean, sd, shift)) in enumerate(_TUMOUR_MODEL.items()):
+        value = mean + sd * (z[:, j] + shift * poor)
+        feats[name] = np.exp(value) if name in _LOG_FEATURES else value
+    df = pd.DataFrame(feats)
+    df["oracle_score"] = _oracle_score(df)
+    return df
+
+
+def _oracle_score(features: pd.DataFrame) -> np.ndarray:
+    """Log-likelihood ratio poor vs good of the generative model (linear in the transformed features)."""
+    score = np.zeros(len(features))
+    for name, (mean, sd, shift) in _TUMOUR_MODEL.items():
+        x = features[name].to_numpy(dtype=float)
+        x = np.log(x) if name in _LOG_FEATURES else x
+        mu0, mu1 = mean, mean + shift * sd
+        score += (mu1 - mu0) / sd**2 * (x - (mu0 + mu1) / 2)
+    return score
+
+
+def _nuisance(patients: int, slices: int, size: int, seed: int) -> pd.DataFrame:
+    """Per-patient acquisition and anatomy variables unrelated to the response."""
+    rng = _rng(seed, "nuisance")
+    n = patients
+    df = pd.DataFrame(index=range(n))
+    df["body_a_mm"] = rng.uniform(143, 157, n)
+    df["body_b_mm"] = rng.uniform(103, 117, n)
+    df["body_cx_mm"] = rng.uniform(-4, 4, n)
+    df["body_cy_mm"] = rng.uniform(-6, 6, n)
+    df["body_taper"] = rng.uniform(-0.05, 0.05, n)
+    df["fat_mm"] = rng.uniform(12, 16, n)
+    df["muscle_mm"] = rng.uniform(8, 11, n)
+    lo, hi = _FOV_SPACING_128
+    df["pixel_spacing_mm"] = np.round(rng.uniform(lo, hi, n) * 128 / size, 4)
+    df["z_top_mm"] = np.round(rng.uniform(-120, 40, n) * 2) / 2
+    df["z_descending"] = rng.integers(0, 2, n)  # 1: InstanceNumber 1 is the cranial slice
+    liver = np.rint(rng.uniform(0.63, 0.7, n) * slices).astype(int)
+    df["liver_slices"] = np.clip(liver, 3, slices - 2)
+    # First liver slice: at least one slice above and one below the liver.
+    df["liver_first"] = 1 + np.floor(rng.random(n) * (slices - 1 - df["liver_slices"])).astype(int)
+    df["pixel_representation"] = rng.integers(0, 2, n)
+    df["bits_stored"] = rng.choice([12, 16], n)
+    df["rescale_intercept"] = rng.choice([-1024, -1000], n)
+    df["kvp"] = rng.choice([100, 120], n)
+    df["noise_sd_hu"] = rng.uniform(6, 10, n)
+    df["contrast_factor"] = rng.uniform(0.95, 1.05, n)
+    df["phase_style"] = rng.choice(len(PHASE_STYLES), n, p=[0.45, 0.25, 0.3])
+    df["has_non_contrast"] = (rng.random(n) < 0.4).astype(int)
+    df["arterial_delay_s"] = np.round(rng.uniform(*_ARTERIAL_DELAY, n), 1)
+    df["pvp_delay_s"] = np.round(rng.uniform(*_PVP_DELAY, n), 1)
+    df["time_style"] = rng.integers(0, 2, n)  # 0: HHMMSS.ffffff, 1: HHMMSS
+    df["no_pvp_variant"] = rng.choice(3, n, p=[0.5, 0.3, 0.2])  # art + NC, art only, NC only
+    # SeriesNumber of the arterial, portal-venous and non-contrast series (folder SE<number>), shuffled.
+    df["series_numbers"] = [tuple(int(v) for v in rng.permutation(np.arange(2, 10))[:3]) for _ in range(n)]
+    df["pvp_series_number"] = [nums[1] for nums in df["series_numbers"]]
+    df["pvp_numbered_first"] = [int(nums[1] < nums[0]) for nums in df["series_numbers"]]
+    df["description_choice"] = rng.integers(0, 1 << 30, n)
+    df["agent_choice"] = rng.integers(0, len(CONTRAST_AGENTS), n)
+    df["study_day"] = rng.integers(0, (_STUDY_DATES[1] - _STUDY_DATES[0]).days + 1, n)
+    df["study_time_s"] = rng.uniform(7.5 * 3600, 17.5 * 3600, n)
+    df["bolus_after_s"] = rng.uniform(60, 240, n)
+    # Tumour placement on the stomach wall and shape (in mm / slices).
+    df["tumour_angle"] = rng.uniform(-0.2 * np.pi, 0.2 * np.pi, n)
+    df["tumour_aspect"] = rng.uniform(0.85, 1.0, n)
+    df["tumour_z_aspect"] = rng.uniform(1.1, 1.3, n)
+    df["tumour_z_pos"] = rng.random(n)
+    return df
+
+
+_UID_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "pdstudy.synth")
+
+
+def _uid(*parts: object) -> str:
+    """A deterministic UID from its parts: ``2.25.`` + a name-based (version 5) UUID as integer."""
+    name = "/".join([GENERATOR_VERSION, *map(str, parts)])
+    return f"2.25.{uuid.uuid5(_UID_NAMESPACE, name).int}"
+
+
+def _series_plan(row: pd.Series, key: tuple[int, ...]) -> list[dict[str, Any]]:
+    """The series of one patient's study: phase, number, descriptions, contrast tags and times."""
+    if row["has_pvp"]:
+        phases = ["arterial", "portal_venous"] + (["non_contrast"] if row["has_non_contrast"] else [])
+    else:
+        phases = [["arterial", "non_contrast"], ["arterial"], ["non_contrast"]][int(row["no_pvp_variant"])]
+    style = PHASE_STYLES[int(row["phase_style"])]
+    table = PHASE_DESCRIPTIONS[style]
+    choice = int(row["description_choice"])
+
+    def pick(options: tuple[str, ...], salt: int) -> str:
+        return options[(choice >> (4 * salt)) % len(options)]
+
+    bolus = float(row["study_time_s"]) + float(row["bolus_after_s"])
+    delays = {"arterial": float(row["arterial_delay_s"]), "portal_venous": float(row["pvp_delay_s"])}
+    series = []
+    for j, phase in enumerate(phases):
+        if style == "explicit":
+            description, protocol = pick(table[phase], j), pick(table["protocol"], 3)
+        elif style == "protocol":
+            description, protocol = pick(table["description"], 3), pick(table[phase], j)
+        else:
+            description, protocol = pick(table["description"], 3), pick(table["protocol"], 4)
+        contrast = phase != "non_contrast"
+        time_s = bolus + delays[phase] if contrast else float(row["study_time_s"]) + 20.0
+        series.append({
+            "phase": phase,
+            "series_number": row["series_numbers"][j],
+            "series_description": description,
+            "protocol_name": protocol,
+            "contrast_agent": CONTRAST_AGENTS[int(row["agent_choice"])] if contrast else "",
+            "bolus_start_s": bolus if contrast else None,
+            "acquisition_s": time_s,
+            "delay_s": delays[phase] if contrast else None,
+            "series_uid": _uid(*key, "series", j),
+        })
+    return series
+
+
+def _check_params(patients: int, seed: int, slices: int, size: int) -> None:
+    if patients < 4:
+        raise ValueError(f"patients must be >= 4, got {patients}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    if slices < 8:
+        raise ValueError(f"slices must be >= 8, got {slices}")
+    if size < 32:
+        raise ValueError(f"size must be >= 32, got {size}")
+
+
+def _plan(patients: int, seed: int, slices: int = 24, size: int = 128) -> pd.DataFrame:
+    """Everything about every patient except pixels: groups, covariates, latent features, nuisance, headers."""
+    _check_params(patients, seed, slices, size)
+    groups = _assign_groups(patients, seed)
+    plan = pd.concat([
+        groups,
+        _clinical(groups, seed),
+        _tumour_features((groups["response"] == "poor").to_numpy(dtype=float), seed),
+        _nuisance(patients, slices, size, seed),
+    ], axis=1)
+    width = max(4, len(str(patients)))
+    plan.insert(0, "patient_id", [f"SYN{i + 1:0{width}d}" for i in range(patients)])
+    plan["y"] = (plan["response"] == "poor").astype(int)
+
+    rng = _rng(seed, "identity")
+    plan["header_id"] = [f"HOSP{v:06d}" for v in rng.choice(900_000, patients, replace=False) + 100_000]
+    plan["header_name"] = [f"FAKE^PATIENT{v:0{width}d}" for v in rng.choice(10**width, patients, replace=False)]
+    plan["accession"] = [f"ACC{v:08d}" for v in rng.integers(0, 10**8, patients)]
+    plan["birth_days"] = rng.integers(0, 360, patients)
+
+    key = (seed, patients, slices, size)
+    plan["study_uid"] = [_uid(*key, i, "study") for i in range(patients)]
+    plan["frame_uid"] = [_uid(*key, i, "frame") for i in range(patients)]
+    plan["series"] = [_series_plan(row, (*key, i)) for i, row in plan.iterrows()]
+    plan["liver_last"] = plan["liver_first"] + plan["liver_slices"] - 1
+    return plan
+
+
+def z_positions(row: pd.Series, slices: int) -> np.ndarray:
+    """ImagePositionPatient z of each slice, cranial (index 0) to caudal."""
+    return float(row["z_top_mm"]) - SLICE_MM * np.arange(slices)
+
+
+def _manifest(plan: pd.DataFrame, slices: int) -> pd.DataFrame:
+    """The cohort manifest (all columns of :data:`pdstudy.data.manifest.COLUMN_NAMES`, as strings)."""
+    rows = []
+    for _, p in plan.iterrows():
+        z = z_positions(p, slices)
+        annotated = bool(p["has_pvp"])
+        rows.append({
+            "patient_id": p["patient_id"],
+            "split": p["split"],
+            "response": p["response"],
+            "recist": p["recist"],
+            "dicom_dir": p["header_id"],
+            "pvp_series_uid": "",  # left to the header heuristics, as with a hospital export
+            "z_from_mm": f"{z[p['liver_first']]:.1f}" if annotated else "",
+            "z_to_mm": f"{z[p['liver_last']]:.1f}" if annotated else "",
+            "exclusion": p["exclusion"],
+            "mask_path": f"masks/{p['patient_id']}.npz" if annotated else "",
+            "age": str(int(p["age"])),
+            **{c: p[c] for c in ("sex", "lauren", "cea", "ca199", "ct_stage", "cn_stage", "cm_stage")},
+        })
+    return pd.DataFrame(rows, columns=list(COLUMN_NAMES))
+
+
+def plan_cohort(patients: int = 164, seed: int = 0, *, slices: int = 24, size: int = 128) -> pd.DataFrame:
+    """The manifest :func:`generate_cohort` writes, computed without writing any DICOM.
+
+    Parameters
+    ----------
+    patients, seed, slices, size
+        As for :func:`generate_cohort`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per screened patient, every manifest column as string.
+    """
+    return _manifest(_plan(patients, seed, slices, size), slices)
+
+
+def sample_latent(n: int, seed: int) -> pd.DataFrame:
+    """Latent per-patient variables of a cohort of ``n`` screened patients, without writing DICOM.
+
+    The rows are the patients :func:`generate_cohort` would write with ``patients=n`` and the same
+    ``seed`` (at the default ``slices``/``size``; the tumour features do not depend on them).
+
+    Parameters
+    ----------
+    n : int
+        Number of screened patients.
+    seed : int
+        Random seed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``patient_id``, ``split``, ``exclusion``, ``has_pvp``, ``response``, ``recist``, ``y``
+        (1 = poor), the :data:`TUMOUR_FEATURES`, ``oracle_score`` (the generative model's
+        log-likelihood ratio poor vs good) and the :data:`NUISANCE_COLUMNS`.
+    """
+    plan = _plan(n, seed)
+    base = ["patient_id", "split", "exclusion", "has_pvp", "response", "recist", "y"]
+    return plan[base + list(TUMOUR_FEATURES) + ["oracle_score"] + list(NUISANCE_COLUMNS)].copy()
+
+
+def oracle_auc(n: int = 2000, seed: int = 0) -> float:
+    """AUC (class 1 = poor) of the Bayes-optimal score built from the latent tumour features.
+
+    Parameters
+    ----------
+    n : int
+        Number of generated patients.
+    seed : int
+        Random seed.
+
+    Returns
+    -------
+    float
+        ``roc_auc_score(y, oracle_score)`` on ``n`` patients; :data:`ORACLE_AUC` for the defaults.
+    """
+    latent = sample_latent(n, seed)
+    return float(roc_auc_score(latent["y"], latent["oracle_score"]))

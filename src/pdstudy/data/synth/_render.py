@@ -1,0 +1,212 @@
+"""Rendering the synthetic cohort: each patient's anatomy (label volume and tumour texture) and its HU
+volume per contrast phase, as stored integers.
+
+See docs/synthetic_cohort.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+from scipy.ndimage import gaussian_filter
+
+from pdstudy.data.synth._plan import SLICE_MM, z_positions
+
+# Anatomy labels; each phase maps them to HU through _HU.
+AIR, FAT, MUSCLE, VISCERAL, BOWEL, KIDNEY, LIVER, SPLEEN, WALL, FLUID, GAS, AORTA, IVC, PORTAL, BONE, CORTEX, TUMOUR = (
+    range(17)
+)
+_PHASES: Final = ("non_contrast", "arterial", "portal_venous")
+# HU per label: non-contrast, arterial, portal venous (typical literature values, rounded).
+_HU: Final = np.array([
+    [-1000, -1000, -1000],  # air
+    [-100, -100, -100],  # subcutaneous fat
+    [45, 55, 60],  # muscle
+    [-90, -90, -90],  # visceral fat
+    [25, 60, 70],  # bowel
+    [30, 180, 170],  # kidney
+    [58, 75, 110],  # liver
+    [48, 110, 120],  # spleen
+    [40, 120, 115],  # stomach wall (enhancing mucosa)
+    [8, 8, 8],  # gastric fluid
+    [-950, -950, -950],  # gastric gas
+    [42, 280, 160],  # aorta
+    [40, 80, 150],  # IVC
+    [42, 110, 180],  # portal vein
+    [220, 220, 220],  # cancellous bone
+    [650, 650, 650],  # cortical bone
+    [38, 38, 38],  # tumour (replaced by the tumour model)
+], dtype=np.float32)
+_TUMOUR_NC_HU: Final = 38.0
+_TEXTURE_MM: Final = 7.0  # Gaussian SD of the tumour texture in-plane; survives 6 mm pixels
+_STOMACH_MM: Final = (45.0, 35.0)  # semi-axes of the gas-distended stomach at its widest, whatever the body size
+_STOMACH_OFFSET_MM: Final = (37.5, -33.0)  # stomach centre from the body centre (x = patient left, y = posterior)
+
+
+@dataclass
+class _Anatomy:
+    """One patient's anatomy: a label volume and the tumour texture (unit SD inside the tumour)."""
+
+    labels: np.ndarray  # uint8 (slices, size, size)
+    texture: np.ndarray  # float32, same shape, 0 outside the tumour
+    z: np.ndarray  # slice z positions, index 0 cranial
+
+
+def _ellipse(x: np.ndarray, y: np.ndarray, cx: Any, cy: Any, a: Any, b: Any) -> np.ndarray:
+    return ((x - cx) / a) ** 2 + ((y - cy) / b) ** 2 <= 1.0
+
+
+def _anatomy(p: pd.Series, slices: int, size: int, rng: np.random.Generator) -> _Anatomy:
+    """Build the label volume of one patient (geometry in mm; x = patient left, y = posterior)."""
+    sp = float(p["pixel_spacing_mm"])
+    coords = (np.arange(size, dtype=np.float32) - (size - 1) / 2) * sp
+    x, y = coords[None, None, :], coords[None, :, None]
+    k = np.arange(slices, dtype=np.float32)[:, None, None]
+    z = z_positions(p, slices)
+
+    a0, b0 = float(p["body_a_mm"]), float(p["body_b_mm"])
+    scale = 1 + float(p["body_taper"]) * (k / max(slices - 1, 1) - 0.5)
+    a, b = a0 * scale, b0 * scale
+    cx, cy = float(p["body_cx_mm"]), float(p["body_cy_mm"])
+    fat, muscle = float(p["fat_mm"]), float(p["muscle_mm"])
+
+    shape = (slices, size, size)
+    body = _ellipse(x, y, cx, cy, a, b)
+    wall = _ellipse(x, y, cx, cy, a - fat, b - fat)
+    inner = _ellipse(x, y, cx, cy, a - fat - muscle, b - fat - muscle)
+    labels = np.where(body, FAT, AIR).astype(np.uint8)
+    labels[wall] = MUSCLE
+    labels[inner] = VISCERAL
+
+    # Organ profiles along z relative to the liver (t = 0 at its first slice, 1 at its last).
+    first, last = int(p["liver_first"]), int(p["liver_last"])
+    t = (k - first) / max(last - first, 1)
+    in_liver = (k >= first) & (k <= last)
+
+    # Stomach geometry (drawn below) and the tumour: an ellipsoidal mass centred on the stomach wall,
+    # half in the lumen and half in the perigastric fat, on a slice in the middle 60 % of the stomach.
+    s_first = first + math.ceil(0.08 * (last - first))
+    s_last = first + math.floor(0.8 * (last - first))
+    in_stomach = (k >= s_first) & (k <= s_last)
+    ts = (k - s_first) / max(s_last - s_first, 1)
+    stomach_g = 0.6 + 0.4 * np.sin(np.pi * np.clip(ts, 0, 1))
+    scx, scy = cx + _STOMACH_OFFSET_MM[0], cy + _STOMACH_OFFSET_MM[1]
+    sa, sb = _STOMACH_MM[0] * stomach_g, _STOMACH_MM[1] * stomach_g  # not scaled with the body
+    r = float(p["tumour_radius_mm"])
+    ry, rz = r * float(p["tumour_aspect"]), r * float(p["tumour_z_aspect"])
+    kt = s_first + int(round(float(p["tumour_z_pos"]) * 0.6 * (s_last - s_first) + 0.2 * (s_last - s_first)))
+    g_t = 0.6 + 0.4 * math.sin(math.pi * min(max((kt - s_first) / max(s_last - s_first, 1), 0), 1))
+    theta = float(p["tumour_angle"])
+    tx = scx + (_STOMACH_MM[0] * g_t - 0.3 * r) * math.cos(theta)
+    ty = scy + (_STOMACH_MM[1] * g_t - 0.3 * r) * math.sin(theta)
+    dz = (k - kt) * SLICE_MM
+
+    def around_tumour(margin: float) -> np.ndarray:
+        return ((x - tx) / (r + margin)) ** 2 + ((y - ty) / (ry + margin)) ** 2 + (dz / (rz + margin)) ** 2 <= 1.0
+
+    # Bowel loops: sparse ribbons around the zero level of a smooth random field (~3 cm cells),
+    # kept out of a perigastric fat plane so that the stomach and its mass have a clean border.
+    n_low = max(int(size * sp / 30.0), 4)
+    low = gaussian_filter(rng.standard_normal((slices, n_low, n_low)).astype(np.float32), (1.5, 1.0, 1.0))
+    up = _linear_upsampler(n_low, size)
+    field = np.abs(up @ low @ up.T)
+    perigastric = (in_stomach & _ellipse(x, y, scx, scy, sa + 15.0, sb + 15.0)) | around_tumour(12.0)
+    labels[inner & ~perigastric & (field < np.quantile(field, 0.06))] = BOWEL
+
+    def organ(label: int, mask: np.ndarray) -> None:
+        labels[mask & inner] = label
+
+    kidney_g = np.clip(np.sin(np.pi * np.clip((t - 0.45) / 0.9, 0, 1)), 0, None)
+    for side in (-1, 1):
+        organ(KIDNEY, (kidney_g > 0.05) & _ellipse(x, y, cx + side * 0.42 * a0, cy + 0.42 * b0,
+                                                    0.16 * a0 * kidney_g + 1e-3, 0.2 * b0 * kidney_g + 1e-3))
+    liver_g = 0.3 + 0.7 * np.sin(np.pi * (0.12 + 0.8 * np.clip(t, 0, 1)))
+    organ(LIVER, in_liver & _ellipse(x, y, cx - 0.42 * a0, cy - 0.02 * b0, 0.4 * a0 * liver_g, 0.58 * b0 * liver_g))
+    spleen_g = np.where(t <= 0.6, 0.5 + 0.5 * np.sin(np.pi * np.clip(t / 0.6, 0, 1)), 0.0)
+    organ(SPLEEN, in_liver & (spleen_g > 0) & _ellipse(x, y, cx + 0.5 * a0, cy + 0.22 * b0,
+                                                         0.17 * a0 * spleen_g + 1e-3, 0.3 * b0 * spleen_g + 1e-3))
+
+    # Stomach distended with gas (as for CT gastrography), a little dependent fluid (patient supine).
+    outer_s = in_stomach & _ellipse(x, y, scx, scy, sa, sb)
+    lumen = in_stomach & _ellipse(x, y, scx, scy, sa - 5.0, sb - 5.0)
+    organ(WALL, outer_s)
+    organ(GAS, lumen)
+    organ(FLUID, lumen & (y > scy + 0.7 * sb))
+
+    # Vessels and spine.
+    organ(PORTAL, in_liver & (t >= 0.3) & (t <= 0.6) & _ellipse(x, y, cx - 0.18 * a0, cy + 0.05 * b0, 7.0, 7.0))
+    organ(IVC, _ellipse(x, y, cx - 0.12 * a0, cy + 0.3 * b0, 10.0, 10.0))
+    organ(AORTA, _ellipse(x, y, cx + 0.05 * a0, cy + 0.33 * b0, 11.0, 11.0))
+    for side in (-1, 1):
+        para = _ellipse(x, y, cx + side * 0.2 * a0, cy + 0.72 * b0, 0.15 * a0, 0.18 * b0)
+        labels[np.broadcast_to(para, shape) & wall] = MUSCLE
+    vx, vy = cx, cy + 0.62 * b0
+    labels[np.broadcast_to(_ellipse(x, y, vx, vy, 17.0, 17.0), shape)] = CORTEX
+    labels[np.broadcast_to(_ellipse(x, y, vx, vy, 14.0, 14.0), shape)] = BONE
+
+    # The mass replaces wall, lumen, fat, bowel and (invading) liver or spleen, never vessels, kidneys,
+    # muscle or bone.
+    tumour = around_tumour(0.0) & inner & ~np.isin(labels, (AORTA, IVC, PORTAL, KIDNEY, MUSCLE, CORTEX, BONE))
+    labels[tumour] = TUMOUR
+    return _Anatomy(labels=labels, texture=_texture(tumour, sp, rng), z=z)
+
+
+def _linear_upsampler(n: int, size: int) -> np.ndarray:
+    """Matrix (size, n) of linear interpolation from ``n`` to ``size`` evenly spread samples."""
+    pos = np.linspace(0, n - 1, size)
+    lo = np.minimum(np.floor(pos).astype(int), n - 2)
+    frac = (pos - lo).astype(np.float32)
+    w = np.zeros((size, n), dtype=np.float32)
+    w[np.arange(size), lo] = 1 - frac
+    w[np.arange(size), lo + 1] = frac
+    return w
+
+
+def _texture(tumour: np.ndarray, spacing: float, rng: np.random.Generator) -> np.ndarray:
+    """Smooth random texture (blobs of ~1 cm), zero mean and unit SD over the tumour voxels, 0 elsewhere."""
+    out = np.zeros(tumour.shape, dtype=np.float32)
+    idx = np.nonzero(tumour)
+    if len(idx[0]) < 2:
+        return out
+    box = tuple(slice(max(int(i.min()) - 2, 0), min(int(i.max()) + 3, n)) for i, n in zip(idx, tumour.shape))
+    inside = tumour[box]
+    sigma = (1.0, _TEXTURE_MM / spacing, _TEXTURE_MM / spacing)
+    smooth = gaussian_filter(rng.standard_normal(inside.shape, dtype=np.float32), sigma)
+    vals = smooth[inside]
+    out[box][inside] = (vals - vals.mean()) / max(float(vals.std()), 1e-6)
+    return out
+
+
+def _render(anat: _Anatomy, p: pd.Series, phase: str, rng: np.random.Generator) -> np.ndarray:
+    """HU volume of one contrast phase: per-label values, tumour model, slight blur, noise."""
+    j = _PHASES.index(phase)
+    nc = _HU[:, 0]
+    lut = nc + float(p["contrast_factor"]) * (_HU[:, j] - nc)
+    hu = lut[anat.labels]
+    enh = float(p["tumour_enhancement_hu"])
+    het = float(p["tumour_heterogeneity_hu"])
+    tumour_hu, het_scale = {
+        "portal_venous": (enh, 1.0),
+        "arterial": (_TUMOUR_NC_HU + 0.7 * (enh - _TUMOUR_NC_HU), 0.8),
+        "non_contrast": (_TUMOUR_NC_HU, 0.3),
+    }[phase]
+    tumour = anat.labels == TUMOUR
+    hu[tumour] = tumour_hu + het * het_scale * anat.texture[tumour]
+    # [1, 2, 1] / 4 in-plane blur: partial-volume edges at a fraction of a Gaussian filter's cost.
+    hu[:, 1:-1, :] = 0.25 * hu[:, :-2, :] + 0.5 * hu[:, 1:-1, :] + 0.25 * hu[:, 2:, :]
+    hu[:, :, 1:-1] = 0.25 * hu[:, :, :-2] + 0.5 * hu[:, :, 1:-1] + 0.25 * hu[:, :, 2:]
+    hu += rng.standard_normal(hu.shape, dtype=np.float32) * np.float32(p["noise_sd_hu"])
+    return hu
+
+
+def _stored(hu: np.ndarray, p: pd.Series) -> np.ndarray:
+    """HU to the stored integers of the patient's pixel format (slope 1, intercept -1024 or -1000)."""
+    bits = int(p["bits_stored"])
+    values = np.rint(hu) - float(p["rescale_intercept"])
+    if int(p["pixel_representation"]):
+        return np.clip(values, -(1 << (bits - 1)), (1 << (bits - 1)) - 1).astype("<i2")
+    return np.clip(values, 0, (1 << bits) - 1).astype("<u2")

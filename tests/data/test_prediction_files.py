@@ -1,0 +1,94 @@
+"""check_prediction_files: the check of written prediction files that notebooks 02-05 share."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from pdstudy.core.methods import Method
+from pdstudy.data.predictions import (
+    PREDICTION_COLUMNS,
+    check_prediction_file,
+    check_prediction_files,
+    prediction_path,
+    write_predictions,
+)
+
+PATIENTS = [("P1", "train", "good", "CR"), ("P2", "val", "poor", "PD"), ("P3", "test", "poor", "SD"),
+            ("P4", "test", "good", "PR")]
+
+
+def chain_predictions(method: Method, *, seed: int = 0, fold: int = -1, repeat: int = 0) -> pd.DataFrame:
+    rows = [{"patient_id": pid, "split": split, "response": resp, "recist": recist, "score": 0.1 + 0.2 * i,
+             "method": method.id, "stage": stage, "seed": seed, "fold": fold, "repeat": repeat}
+            for stage in range(len(method.chain)) for i, (pid, split, resp, recist) in enumerate(PATIENTS)]
+    return pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
+
+
+def written_run(tmp_path, method: Method, **where) -> SimpleNamespace:
+    """A chain result (method + predictions) whose file is written, like Study.run does."""
+    where = {"seed": 0, **where}
+    preds = chain_predictions(method, **where)
+    write_predictions(tmp_path, method, preds, **where)
+    return SimpleNamespace(method=method, predictions=preds)
+
+
+KD = Method("kd", ("efficientnet_b7", "efficientnet_b3"))
+
+
+def test_good_files_pass(tmp_path):
+    runs = [written_run(tmp_path, KD), written_run(tmp_path, Method("baseline", ("efficientnet_b0",)), seed=3),
+            written_run(tmp_path, KD, seed=1, fold=2, repeat=1)]
+    paths = check_prediction_files(tmp_path, runs, n_patients=len(PATIENTS))
+    assert paths == [prediction_path(tmp_path, r.method, seed=int(r.predictions["seed"][0]),
+                                     fold=int(r.predictions["fold"][0]), repeat=int(r.predictions["repeat"][0]))
+                     for r in runs]
+    assert paths[2].name == "kd__efficientnet_b7_efficientnet_b3__seed1__fold2__rep1.csv"
+    written = check_prediction_file(paths[0], KD, n_patients=len(PATIENTS))
+    assert written["patient_id"].tolist()[:2] == ["P1", "P2"]
+
+
+def corrupt(tmp_path, change) -> SimpleNamespace:
+    run = written_run(tmp_path, KD)
+    path = prediction_path(tmp_path, KD, seed=0)
+    df = pd.read_csv(path, dtype={"patient_id": str}, keep_default_na=False)
+    change(df).to_csv(path, index=False)
+    return run
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda df: df.drop(columns="recist"), r"columns are \[.*expected"),
+    (lambda df: df[list(reversed(PREDICTION_COLUMNS))], r"columns are \[.*expected"),
+    (lambda df: df.assign(score=df["score"].where(df.index != 5, 1.5)),
+     r"score must lie in \[0, 1\]; patient 'P2' has 1.5"),
+    (lambda df: df.assign(score=df["score"].astype(object).where(df.index != 0, "x")), r"score must lie in \[0, 1\]"),
+    (lambda df: df.assign(method="kd:efficientnet_b7>efficientnet_b7"), r"column 'method' holds"),
+    (lambda df: df[df["stage"] == 0], r"stages are \[0\], expected 0\.\.1"),
+    (lambda df: df.assign(stage=df["stage"] + 1), r"stages are \[1, 2\]"),
+    (lambda df: df.drop(index=6), r"stage 1 has 3 rows; every stage scores every included patient once \(4\)"),
+    (lambda df: df.assign(patient_id=df["patient_id"].where(df.index != 1, "P1")), r"patient 'P1' is scored twice"),
+    (lambda df: df.assign(split=df["split"].replace("val", "validation")), r"column 'split' holds \['validation'\]"),
+    (lambda df: df.assign(response=df["response"].replace("poor", "PD")), r"column 'response' holds \['PD'\]"),
+], ids=["missing-column", "column-order", "score-range", "score-text", "method", "missing-stage", "stage-offset",
+        "missing-patient", "duplicate-patient", "split-vocab", "response-vocab"])
+def test_bad_files_are_named(tmp_path, change, message):
+    run = corrupt(tmp_path, change)
+    with pytest.raises(ValueError, match=message) as err:
+        check_prediction_files(tmp_path, [run], n_patients=len(PATIENTS))
+    assert "kd__efficientnet_b7_efficientnet_b3__seed0.csv" in str(err.value)
+
+
+def test_missing_file_and_no_results(tmp_path):
+    run = SimpleNamespace(method=KD, predictions=chain_predictions(KD, seed=4))
+    with pytest.raises(ValueError, match=r"kd__efficientnet_b7_efficientnet_b3__seed4\.csv: missing"):
+        check_prediction_files(tmp_path, [run], n_patients=len(PATIENTS))
+    with pytest.raises(ValueError, match="no chain results"):
+        check_prediction_files(tmp_path, [], n_patients=len(PATIENTS))
+
+
+def test_patient_count_must_match(tmp_path):
+    run = written_run(tmp_path, KD)
+    with pytest.raises(ValueError, match=r"stage 0 has 4 rows; .* \(5\)"):
+        check_prediction_files(tmp_path, [run], n_patients=5)
