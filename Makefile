@@ -36,7 +36,9 @@ lint: env  ## ruff on the package, tests and notebooks, then the import contract
 lock:  ## re-resolve the lock from pyproject.toml in a throw-away venv
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet ".[test]"
-	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^pdstudy' > $(LOCK)
+	grep '^#' $(LOCK) > $(LOCK).new
+	.lock-venv/bin/python -m pip freeze --all --exclude-editable | grep -v '^pdstudy\|^pip==' >> $(LOCK).new
+	mv $(LOCK).new $(LOCK)
 	rm -rf .lock-venv
 
 clean:  ## remove the environment, caches and runs (keeps reports/README.md)

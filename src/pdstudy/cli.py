@@ -10,6 +10,7 @@ from pathlib import Path
 from pdstudy import __version__
 from pdstudy.audit import write_audit
 from pdstudy.core.io import write_csv, write_json
+from pdstudy.core.params import PROFILES, load_profile
 from pdstudy.data.manifest import ManifestError
 from pdstudy.data.preprocess import PrepareConfig, prepare
 from pdstudy.data.synth import generate_cohort
@@ -23,14 +24,46 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``pdstudy prepare``'s settings without --profile (the paper's canvas; one worker per core).
+PREPARE_DEFAULTS = {"image_size": 256, "fov_mm": 360.0, "workers": 0}
+
+
+def prepare_settings(profile: str | None = None, *, size: int | None = None, fov_mm: float | None = None,
+                     workers: int | None = None) -> dict[str, int | float]:
+    """Settings of ``pdstudy prepare``: explicit options, else the profile's values, else :data:`PREPARE_DEFAULTS`.
+
+    Parameters
+    ----------
+    profile : {"quick", "paper"}, optional
+        Profile whose ``image_size``, ``fov_mm`` and ``workers`` fill the options not given, so that a cache
+        built by hand is the one ``pdstudy run --profile`` (same manifest and data folder) reuses.
+    size, fov_mm, workers : optional
+        ``--size``, ``--fov-mm`` and ``--workers``; None when not given. ``workers`` 0 = one per CPU core.
+
+    Returns
+    -------
+    dict
+        ``image_size``, ``fov_mm`` and ``workers``.
+    """
+    base = dict(PREPARE_DEFAULTS)
+    if profile is not None:
+        values = load_profile(profile)
+        base.update({key: values[key] for key in base if key in values})
+    given = {"image_size": size, "fov_mm": fov_mm, "workers": workers}
+    base.update({key: value for key, value in given.items() if value is not None})
+    return {"image_size": int(base["image_size"]), "fov_mm": float(base["fov_mm"]), "workers": int(base["workers"])}
+
+
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    config = PrepareConfig(image_size=args.size, fov_mm=args.fov_mm)
-    cohort = prepare(args.manifest, args.cache, config=config, workers=args.workers or None,
+    settings = prepare_settings(args.profile, size=args.size, fov_mm=args.fov_mm, workers=args.workers)
+    config = PrepareConfig(image_size=settings["image_size"], fov_mm=settings["fov_mm"])
+    cohort = prepare(args.manifest, args.cache, config=config, workers=settings["workers"] or None,
                      show_progress=not args.quiet, force=args.force)
     qc_copy = write_csv(Path(args.cache) / "qc.csv", cohort.qc)
     print(f"slice cache: {cohort.root}")
     print(f"qc: {qc_copy} ({len(cohort.included)} included of {len(cohort.qc)} patients, "
-          f"{cohort.meta['n_slices']} slices at {config.pixel_mm:.3g} mm/pixel)")
+          f"{cohort.meta['n_slices']} slices of {config.image_size} px at {config.pixel_mm:.3g} mm/pixel"
+          f"{f', profile {args.profile}' if args.profile else ''})")
     summary = cohort.exclusion_summary()
     if len(summary):
         print("exclusions by reason:")
@@ -127,20 +160,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_synth)
 
     s = sub.add_parser("prepare", help="preprocess DICOM into the slice cache and write qc.csv",
-                       description="Select the portal-venous series, window, resample and cache every patient.")
+                       description="Select the portal-venous series, window, resample and cache every patient. "
+                                   "With --profile, the canvas and workers are that profile's, so `pdstudy run "
+                                   "--profile P --manifest M --data-dir D` reuses a cache built with --cache D/cache.")
     s.add_argument("--manifest", required=True, type=Path, help="cohort manifest CSV")
-    s.add_argument("--cache", required=True, type=Path, help="cache folder (qc.csv is written here)")
-    s.add_argument("--size", type=int, default=256, help="output canvas in pixels (default 256, as the paper)")
-    s.add_argument("--fov-mm", type=float, default=360.0, help="physical canvas width in mm (default 360)")
-    s.add_argument("--workers", type=int, default=0, help="worker processes (default: one per CPU core)")
+    s.add_argument("--cache", required=True, type=Path,
+                   help="cache folder (qc.csv is written here; a run with --data-dir D reads D/cache)")
+    canvases = "; ".join(f"{name}: {prepare_settings(name)['image_size']} px, {prepare_settings(name)['fov_mm']:g} mm"
+                         for name in PROFILES)
+    s.add_argument("--profile", choices=PROFILES, default=None,
+                   help=f"take image_size, fov_mm and workers from this profile ({canvases}); --size, --fov-mm "
+                        "and --workers still win")
+    s.add_argument("--size", type=int, default=None,
+                   help="output canvas in pixels (default: the profile's, else 256 as the paper)")
+    s.add_argument("--fov-mm", type=float, default=None,
+                   help="physical canvas width in mm (default: the profile's, else 360)")
+    s.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default: the profile's, else 0 = one per CPU core)")
     s.add_argument("--force", action="store_true", help="rebuild even if a matching cache exists")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_prepare)
 
     s = sub.add_parser("verify", help="check (or --write) a SHA-256 listing of the cohort's files",
-                       description="Compare every DICOM file of the cohort with a SHA-256 listing.")
+                       description="Compare every file below each patient's dicom_dir (all files, not only DICOM: "
+                                   "notes, masks and exports too) with a SHA-256 listing whose lines are "
+                                   "'<sha256>  <patient_id>/<path below dicom_dir>'.")
     s.add_argument("--manifest", required=True, type=Path, help="cohort manifest CSV")
-    s.add_argument("--listing", type=Path, help="listing file (default: <manifest>.sha256)")
+    s.add_argument("--listing", type=Path,
+                   help="listing file (default: the manifest's name with the suffix .sha256, beside it: "
+                        "manifest.csv -> manifest.sha256)")
     s.add_argument("--write", action="store_true", help="write the listing instead of checking it")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_verify)

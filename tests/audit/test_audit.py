@@ -339,3 +339,17 @@ def test_module_cli_runs_without_torch(tmp_path: Path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_power_rows_state_the_headline_comparisons_power_and_size():
+    from pdstudy.stats import auc_power_paired, auc_sample_size_paired
+
+    df = audit.run_audit()
+    rows = df[df["item"].str.endswith("| power")]
+    assert set(rows["item"]) == {"PD B7 vs baseline B7 | power", "PD B7 vs KD B7 | power"}
+    text = rows.set_index("item").loc["PD B7 vs baseline B7 | power", "explanation"]
+    # 14 + 14 test patients, AUC 0.87 vs 0.74 (paper Table 2): power and size recomputed here
+    for r in (0.3, 0.5, 0.7):
+        assert f"{auc_power_paired(0.87, 0.74, 14, 14, r):.2f} at r = {r:.1f}" in text
+        assert f"{auc_sample_size_paired(0.87, 0.74, r).total} at r = {r:.1f}" in text
+    assert auc_power_paired(0.87, 0.74, 14, 14, 0.5) < 0.5

@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 from dicom_factory import ct_dataset, write_series
 
+from pdstudy.data.cache import reason_category
 from pdstudy.data.dicom import (
+    CHOOSE_SERIES_HINT,
     PatientDataError,
     Series,
     SliceRef,
     classify_phase,
+    describe_series,
     dicom_time_seconds,
     order_slices,
     read_plane,
@@ -20,6 +23,7 @@ from pdstudy.data.dicom import (
     to_hu,
     window,
 )
+from pdstudy.data.preprocess import PrepareConfig, process_patient
 
 
 def test_to_hu_applies_slope_and_intercept():
@@ -345,3 +349,53 @@ def test_position_and_instance_number_parse_as_pydicom_converts(value):
             for raw in (value, int_value or b"0"):
                 plain = outcome(lambda d: _int_or_none(_value(d, 0x00200013)), dataset(0x00200013, "IS", raw, implicit))
                 assert outcome(_instance_number, dataset(0x00200013, "IS", raw, implicit)) == plain
+
+
+def _three_phases_without_pvp(folder):
+    """Plain at 10:00:00, arterial 30 s after a 10:01:00 bolus (10:01:30), a contrast series without timing."""
+    write_series(folder, _volume(3), subdir="s1", series_uid="7.1", description="ABD  PLAIN\n5mm",
+                 acquisition_time="100000")
+    write_series(folder, _volume(5), subdir="s2", series_uid="7.2", description="Abdomen 1.0 B31f",
+                 contrast_agent="Iohexol", bolus_start="100100", acquisition_time="100130")
+    write_series(folder, _volume(4), subdir="s3", series_uid="7.3", contrast_agent="Iohexol")
+
+
+def test_no_portal_venous_series_lists_the_series_seen_and_how_to_choose(tmp_path):
+    _three_phases_without_pvp(tmp_path)
+    with pytest.raises(PatientDataError) as exc:
+        select_portal_venous(scan_folder(tmp_path))
+    reason = str(exc.value)
+    assert "\n" not in reason and len(reason) < 500, reason
+    # The category stays first (pdstudy.data.cache.reason_category), then how to choose, then the series.
+    assert reason.startswith("no portal-venous series (found 3 CT series: arterial, non_contrast, unknown); ")
+    assert reason.index("pvp_series_uid") < reason.index("series seen:")
+    assert CHOOSE_SERIES_HINT in reason and "SeriesInstanceUID" in reason
+    seen = reason.split("series seen: ", 1)[1].split(" | ")
+    # in acquisition order: plain at t+0, arterial 90 s later, then the series without an AcquisitionTime
+    assert seen[0] == "1) 'ABD PLAIN 5mm' 3 slices, non_contrast, no contrast tags, t+0 s"
+    assert seen[1] == ("2) 'Abdomen 1.0 B31f' 5 slices, arterial, ContrastBolusAgent Iohexol, "
+                       "30 s after ContrastBolusStartTime, t+90 s")
+    assert seen[2] == ("3) 'no description' 4 slices, unknown, ContrastBolusAgent Iohexol, no ContrastBolusStartTime, "
+                       "no AcquisitionTime")
+    assert "7.1" not in reason and "7.2" not in reason  # no UIDs
+
+
+def test_series_listing_stays_short_with_many_series():
+    many = [Series(uid=str(i), study_uid="1", description="x" * 80 + str(i), acquisition_time=36000.0 + i,
+                   slices=[_ref(0.0)]) for i in range(10)]
+    text = describe_series(many)
+    assert text.count(" | ") == 6 and text.endswith("and 4 more") and "xxx..." in text
+    assert len(text) < 600
+    assert describe_series([]) == "none"
+    with pytest.raises(ValueError, match="limit"):
+        describe_series(many, limit=0)
+
+
+def test_qc_reason_of_a_patient_without_portal_venous_series_lists_the_series(tmp_path):
+    _three_phases_without_pvp(tmp_path / "HOSP1")
+    row = dict(patient_id="SYN1", split="train", response="good", recist="CR", dicom_dir="HOSP1")
+    result = process_patient(row, str(tmp_path), PrepareConfig(image_size=16, fov_mm=32.0))
+    assert result.status == "excluded"
+    assert "series seen: 1) 'ABD PLAIN 5mm' 3 slices" in result.reason and "t+90 s" in result.reason
+    assert reason_category(result.reason) == "no portal-venous series"
+    assert str(tmp_path) not in result.reason

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import pandas as pd
 import pytest
 from conftest import REPO
@@ -91,3 +93,53 @@ def test_example_manifest_in_data_manifest_is_valid():
     example = REPO / "data_manifest" / "example_manifest.csv"
     df = read_manifest(example)
     assert len(df) >= 3
+
+
+def _manifest_text(sep: str = ",") -> str:
+    frame = pd.DataFrame(GOOD, columns=list(REQUIRED) + ["exclusion"]).fillna("")
+    return frame.to_csv(index=False, sep=sep)
+
+
+def _xlsx(path) -> None:
+    """A minimal .xlsx container (a zip with the workbook parts' names), as a spreadsheet program saves it."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+        archive.writestr("xl/worksheets/sheet1.xml", "<worksheet/>")
+
+
+@pytest.mark.parametrize(("name", "write", "seen"), [
+    ("manifest.csv", lambda p: p.write_text(_manifest_text(";")), "semicolon-separated"),
+    ("manifest.tsv", lambda p: p.write_text(_manifest_text("\t")), "tab-separated"),
+    ("manifest.xlsx", _xlsx, "an Excel workbook"),
+    ("manifest.xls", lambda p: p.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600)), "old Excel workbook"),
+    ("manifest.csv", lambda p: p.write_bytes(_manifest_text().encode("utf-16")), "UTF-16"),
+    ("manifest.csv", lambda p: p.write_bytes(_manifest_text().encode("utf-16-le")), "UTF-16"),
+    ("manifest.csv", lambda p: p.write_bytes(_manifest_text().replace("P001", "Pé01").encode("latin-1")),
+     "not UTF-8"),
+    ("manifest.csv", lambda p: p.write_text(""), "empty"),
+])
+def test_a_file_that_is_not_comma_separated_csv_is_named_as_such(tmp_path, name, write, seen):
+    path = tmp_path / name
+    write(path)
+    with pytest.raises(ManifestError) as exc:
+        read_manifest(path)
+    msg = str(exc.value)
+    assert msg.startswith(f"not a CSV file: {path} (") and seen in msg, msg
+    assert "save it as comma-separated CSV" in msg and "missing required column" not in msg
+
+
+def test_comma_csv_with_semicolons_in_values_or_a_utf8_bom_is_still_csv(tmp_path):
+    rows = [dict(GOOD[0], exclusion=""), dict(GOOD[2], exclusion="note; with; semicolons")]
+    path = _write(tmp_path, rows)
+    assert list(read_manifest(path)["exclusion"]) == ["", "note; with; semicolons"]
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert list(read_manifest(path).columns[:2]) == ["patient_id", "split"]
+
+
+def test_manifest_readme_says_dicom_dir_must_be_inside_the_manifest_folder_and_why():
+    row = next(line for line in (REPO / "data_manifest" / "README.md").read_text().splitlines()
+               if line.startswith("| `dicom_dir` |"))
+    assert "inside the manifest's folder" in row and "Why:" in row
+    errors = validate_manifest(pd.DataFrame([dict(GOOD[0], dicom_dir="../elsewhere")]).astype(str))
+    assert any("must be a path inside the manifest's folder" in e for e in errors)

@@ -1,4 +1,4 @@
-"""check_prediction_files: the check of written prediction files that notebooks 02-05 share."""
+"""check_prediction_files: the check of written prediction files that notebooks 02-05 share; the n_slices column."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from pdstudy.data.predictions import (
     check_prediction_file,
     check_prediction_files,
     prediction_path,
+    read_predictions,
+    validate_predictions,
     write_predictions,
 )
 
@@ -22,7 +24,7 @@ PATIENTS = [("P1", "train", "good", "CR"), ("P2", "val", "poor", "PD"), ("P3", "
 
 def chain_predictions(method: Method, *, seed: int = 0, fold: int = -1, repeat: int = 0) -> pd.DataFrame:
     rows = [{"patient_id": pid, "split": split, "response": resp, "recist": recist, "score": 0.1 + 0.2 * i,
-             "method": method.id, "stage": stage, "seed": seed, "fold": fold, "repeat": repeat}
+             "method": method.id, "stage": stage, "seed": seed, "fold": fold, "repeat": repeat, "n_slices": 6 + i}
             for stage in range(len(method.chain)) for i, (pid, split, resp, recist) in enumerate(PATIENTS)]
     return pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
 
@@ -71,8 +73,14 @@ def corrupt(tmp_path, change) -> SimpleNamespace:
     (lambda df: df.assign(patient_id=df["patient_id"].where(df.index != 1, "P1")), r"patient 'P1' is scored twice"),
     (lambda df: df.assign(split=df["split"].replace("val", "validation")), r"column 'split' holds \['validation'\]"),
     (lambda df: df.assign(response=df["response"].replace("poor", "PD")), r"column 'response' holds \['PD'\]"),
+    (lambda df: df.drop(columns="n_slices"), r"columns are \[.*expected"),
+    (lambda df: df.assign(n_slices=df["n_slices"].where(df.index != 2, 0)),
+     r"'n_slices' must be an integer >= 1 .*patient 'P3' has 0"),
+    (lambda df: df.assign(n_slices=df["n_slices"].astype(object).where(df.index != 1, "")),
+     r"'n_slices' must be an integer >= 1 .*patient 'P2' has ''"),
 ], ids=["missing-column", "column-order", "score-range", "score-text", "method", "missing-stage", "stage-offset",
-        "missing-patient", "duplicate-patient", "split-vocab", "response-vocab"])
+        "missing-patient", "duplicate-patient", "split-vocab", "response-vocab", "no-n_slices", "n_slices-zero",
+        "n_slices-empty"])
 def test_bad_files_are_named(tmp_path, change, message):
     run = corrupt(tmp_path, change)
     with pytest.raises(ValueError, match=message) as err:
@@ -92,3 +100,31 @@ def test_patient_count_must_match(tmp_path):
     run = written_run(tmp_path, KD)
     with pytest.raises(ValueError, match=r"stage 0 has 4 rows; .* \(5\)"):
         check_prediction_files(tmp_path, [run], n_patients=5)
+
+
+def test_n_slices_is_the_last_column_and_older_files_still_read(tmp_path):
+    assert PREDICTION_COLUMNS[-1] == "n_slices"
+    new = written_run(tmp_path, KD)
+    base = Method("baseline", ("efficientnet_b0",))
+    old = chain_predictions(base, seed=1).drop(columns="n_slices")  # a file written before the column existed
+    old.to_csv(prediction_path(tmp_path, base, seed=1), index=False)
+    read = read_predictions(tmp_path)
+    assert list(read.columns) == list(PREDICTION_COLUMNS) and str(read["n_slices"].dtype) == "Int64"
+    by_method = read.groupby("method")["n_slices"]
+    assert by_method.apply(lambda s: s.isna().all())[base.id]
+    assert read.loc[read["method"] == KD.id, "n_slices"].tolist() == new.predictions["n_slices"].tolist()
+    clean = validate_predictions(read)
+    assert clean["n_slices"].isna().sum() == len(old) and clean["n_slices"].dropna().ge(6).all()
+    only_old = validate_predictions(old)  # a frame without the column at all
+    assert only_old["n_slices"].isna().all() and len(only_old) == len(old)
+
+
+def test_bad_n_slices_is_named_by_readers(tmp_path):
+    written_run(tmp_path, KD)
+    path = prediction_path(tmp_path, KD, seed=0)
+    df = pd.read_csv(path, dtype={"patient_id": str}, keep_default_na=False)
+    df.assign(n_slices=df["n_slices"].astype(object).where(df.index != 3, "x")).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"column 'n_slices' must be an integer >= 1 .*patient 'P4' has 'x'"):
+        read_predictions(tmp_path)
+    with pytest.raises(ValueError, match=r"preds: column 'n_slices' .*patient 'P2' has 2.5"):
+        validate_predictions(chain_predictions(KD).assign(n_slices=[6, 2.5] + [6] * 6), name="preds")

@@ -18,6 +18,7 @@ from sklearn.metrics import roc_auc_score
 from pdstudy.data import synth
 from pdstudy.data.manifest import read_manifest
 from pdstudy.data.synth._plan import _AGES, _TABLE1, SLICE_MM, _plan
+from pdstudy.data.synth._render import _HU, LIVER
 from pdstudy.data.synth._write import _series_dataset, _SeriesEncoder
 
 SMALL = {"patients": 20, "seed": 0, "slices": 16, "size": 64}
@@ -303,7 +304,9 @@ def test_masks_align_with_images(cohort: Path, headers: pd.DataFrame):
         assert mask[in_range].any()
 
 
-def test_tumour_is_a_visible_mass_carrying_the_latent_features(cohort: Path, headers: pd.DataFrame):
+def test_tumour_is_a_visible_mass_carrying_the_latent_features(
+    cohort: Path, headers: pd.DataFrame, latent: pd.DataFrame
+):
     """The mask's volume tracks the latent radius, the mass's portal-venous HU tracks the latent
     enhancement, and the mass stands out from its surroundings and is darker than the liver."""
     plan = _plan(**SMALL).set_index("patient_id")
@@ -326,13 +329,20 @@ def test_tumour_is_a_visible_mass_carrying_the_latent_features(cohort: Path, hea
             "contrast": float(np.median(np.abs(hu[ring] - tumour_hu))), "liver_hu": float(np.median(hu[liver])),
             "radius": plan.loc[row["patient_id"], "tumour_radius_mm"],
             "enhancement": plan.loc[row["patient_id"], "tumour_enhancement_hu"],
+            "noise": plan.loc[row["patient_id"], "noise_sd_hu"],
         })
     f = pd.DataFrame(rows).dropna()
     assert len(f) >= 10
     assert spearmanr(f["volume"], f["radius"])[0] > 0.9
     assert spearmanr(f["tumour_hu"], f["enhancement"])[0] > 0.8
-    assert (f["contrast"] > 50).all()  # gas, fat or enhancing wall around the mass, not more of the same
-    assert f["tumour_hu"].median() < f["liver_hu"].median() - 15  # hypo-attenuating relative to the liver
+    # Water (5 HU), fat or enhancing wall around the mass, not more of the same: every mass differs from the
+    # 1-2 pixels around it by more than 3 noise SDs, the typical mass by more than 50 HU.
+    assert (f["contrast"] > 3 * f["noise"]).all(), f[["contrast", "noise", "tumour_hu"]]
+    assert f["contrast"].median() > 50
+    # Hypo-attenuating relative to the liver: in these few patients' images, and by design (the latent enhancement
+    # of 2000 patients against the liver's portal-venous HU).
+    assert f["tumour_hu"].median() < f["liver_hu"].median()
+    assert latent["tumour_enhancement_hu"].median() < _HU[LIVER, 2] - 15
 
 
 # ----------------------------------------------------------------- determinism and caching

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.special import expit
+from prediction_factory import B0, B3, B7, KD7, METHODS, PD037, PD3, PD7, make_predictions  # noqa: E402, F401
 from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score
 
@@ -20,64 +20,6 @@ from pdstudy.core.rundir import RunDir
 from pdstudy.evaluate import simulate_readers
 from pdstudy.report.tables import format_evaluation_table, write_evaluation_table
 from pdstudy.stats import delong_test, youden_threshold
-
-B7 = "efficientnet_b7"
-B3 = "efficientnet_b3"
-B0 = "efficientnet_b0"
-PD7 = f"pd:{B7}>{B7}>{B7}"
-PD3 = f"pd:{B3}>{B3}>{B3}"
-PD037 = f"pd:{B0}>{B3}>{B7}"
-KD7 = f"kd:{B7}>{B7}"
-
-#: method ID -> separation (binormal mean difference) of each stage.
-METHODS = {
-    f"baseline:{B7}": [1.0],
-    f"baseline:{B3}": [0.8],
-    KD7: [1.0, 1.3],
-    f"pd:{B7}>{B7}": [1.0, 1.5],
-    PD7: [1.0, 1.6, 2.2],
-    PD3: [0.8, 1.1, 1.4],
-    PD037: [0.7, 1.2, 2.0],
-}
-
-
-def make_predictions(methods=None, seeds=(0,), n_train=90, n_val=20, n_test=28, seed=0, folds=None, repeats=1):
-    """Synthetic prediction rows: binormal scores with a shared patient effect (methods are correlated).
-
-    Classes alternate within each split (14 poor / 14 good on 28 test patients). With ``folds`` the
-    non-train patients rotate through the test role (cross-validation rows, fold >= 0).
-    """
-    methods = METHODS if methods is None else methods
-    rng = np.random.default_rng(seed)
-    splits = np.array(["train"] * n_train + ["val"] * n_val + ["test"] * n_test)
-    n = len(splits)
-    y = np.concatenate([np.arange(k) % 2 for k in (n_train, n_val, n_test)])
-    idx = np.arange(n)
-    recist = np.where(y == 1, np.where(idx % 4 < 2, "SD", "PD"), np.where(idx % 4 < 2, "CR", "PR"))
-    shared = rng.normal(size=n)
-    ids = np.array([f"P{i:03d}" for i in range(n)])
-    frames = []
-    layouts = [(-1, 0, splits)]
-    if folds:
-        layouts = []
-        for rep in range(repeats):
-            order = np.random.default_rng([seed, 99, rep]).permutation(n)
-            for f in range(folds):
-                sp = np.array(["train"] * n, dtype=object)
-                sp[order[f::folds]] = "test"
-                sp[order[(f + 1) % folds::folds][:10]] = "val"
-                layouts.append((f, rep, sp))
-    for k, (mid, seps) in enumerate(methods.items()):
-        for st, d in enumerate(seps):
-            for s in seeds:
-                for fold, rep, sp in layouts:
-                    r = np.random.default_rng([seed, s, st, k, fold + 1, rep])
-                    lat = d * y + 0.6 * shared + 0.8 * r.normal(size=n) + np.where(sp == "train", 1.5 * y, 0.0)
-                    frames.append(pd.DataFrame({
-                        "patient_id": ids, "split": sp, "response": np.where(y == 1, "poor", "good"),
-                        "recist": recist, "score": expit(lat - d / 2), "method": mid, "stage": st, "seed": s,
-                        "fold": fold, "repeat": rep}))
-    return pd.DataFrame(pd.concat(frames, ignore_index=True))
 
 
 @pytest.fixture(scope="module")
@@ -225,13 +167,18 @@ def test_table2_delong_and_holm(preds, t2):
         _, p = delong_test((a["response"] == "poor").astype(int), a["score"], b["score"])
         assert tab.loc[mid, "p_delong"] == pytest.approx(p, rel=1e-12)
         ps[mid] = p
-    # Holm by hand: sorted p_(i) * (k - i + 1), running maximum, capped at 1
-    order = sorted(ps, key=ps.get)
-    k = len(order)
+    # Holm by hand over the fixed family of the paper's 8 KD/PD rows: the family members of this run
+    # (KD B7, PD B7, PD B3, PD B0>B3>B7), the 4 untested ones counting as p = 1; sorted p_(i) * (8 - i + 1),
+    # running maximum, capped at 1. pd:b7>b7 is not a paper row: unadjusted (exploratory).
+    family = {mid: p for mid, p in ps.items() if mid != f"pd:{B7}>{B7}"}
+    order = sorted(family, key=family.get)
+    k = ev.HOLM_FAMILY_SIZE
     running = 0.0
     for i, mid in enumerate(order):
-        running = max(running, min(1.0, (k - i) * ps[mid]))
+        running = max(running, min(1.0, (k - i) * family[mid]))
         assert tab.loc[mid, "p_delong_holm"] == pytest.approx(running, rel=1e-12)
+    assert math.isnan(tab.loc[f"pd:{B7}>{B7}", "p_delong_holm"]) and tab.loc[f"pd:{B7}>{B7}", "p_delong"] > 0
+    assert tab.loc[f"pd:{B7}>{B7}", "analysis"].startswith("exploratory")
 
 
 def test_youden_val_uses_only_val_rows(preds, t2):
@@ -276,7 +223,7 @@ def test_several_seeds_use_seed_averaged_score():
     per_seed = [roc_auc_score(g["response"] == "poor", g["score"]) for _, g in rows.groupby("seed")]
     assert t.loc[PD7, "test_auc_seed_mean"] == pytest.approx(np.mean(per_seed))
     assert t.loc[PD7, "test_auc_seed_sd"] == pytest.approx(np.std(per_seed, ddof=1))
-    assert any("seed-averaged" in n for n in t.attrs["notes"])
+    assert any("SEED ENSEMBLE" in n and "SINGLE MODELS" in n for n in t.attrs["notes"])
 
 
 def test_custom_baseline_and_missing_comparator(preds):

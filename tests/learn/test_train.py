@@ -146,6 +146,10 @@ def test_chain_stage_cache_and_predictions(tiny_prepared, tmp_path):
     assert list(kd.predictions.columns) == list(PREDICTION_COLUMNS)
     assert set(kd.predictions["stage"]) == {0, 1} and len(kd.predictions) == 2 * 24
     assert kd.predictions["score"].between(0, 1).all()
+    # n_slices: each patient's rows in the cache index, counted independently of the training code.
+    counts = ctx.prepared.index["patient_id"].value_counts()
+    assert kd.predictions["n_slices"].tolist() == counts.loc[kd.predictions["patient_id"]].tolist()
+    assert set(kd.predictions["n_slices"]) == {6}
     # The baseline is the KD chain's teacher: reused, not retrained.
     base = run_method(ctx, Method("baseline", ("efficientnet_b0",)))
     assert base.stages[0].reused and base.stages[0].key == kd.stages[0].key

@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.container import ErrorbarContainer  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
-from test_evaluation import B3, B7, KD7, PD3, PD7, make_predictions  # noqa: E402
+from prediction_factory import B3, B7, KD7, PD3, PD7, make_predictions  # noqa: E402
 
 from pdstudy import evaluate as ev  # noqa: E402
 from pdstudy.core.rundir import RunDir  # noqa: E402

@@ -158,3 +158,20 @@ def test_no_table3_and_no_provenance(tmp_path):
     assert readers_status(run) is None and READERS_NOTES[None] in text
     assert "No `provenance.json`" in text
     assert check_report(run.root / "REPORT.md") == []
+
+
+def test_report_states_the_power_of_the_headline_comparisons(tmp_path):
+    """REPORT.md repeats the audit's power rows (power at the paper's test size, size needed for 80%)."""
+    from pdstudy.audit import run_audit
+
+    run = _fake_run(tmp_path)
+    run_audit().to_csv(run.tables / "paper_audit.csv", index=False)
+    text = _write(run).read_text()
+    assert "How many patients would the headline claims need?" in text
+    assert "PD B7 vs baseline B7:" in text and "PD B7 vs KD B7:" in text
+    assert "80% power needs" in text
+
+
+def test_report_without_power_rows_says_nothing_about_power(tmp_path):
+    text = _write(_fake_run(tmp_path)).read_text()
+    assert "How many patients" not in text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -28,6 +30,8 @@ def _params(tmp_path, **over):
     ("crop_size", 64, "crop_size must be between 1 and the cached image_size"),
     ("top_k", 0, "top_k must be >= 1"),
     ("optimizer", "adam", "optimizer must be one of"),
+    ("split_seed", -1, "split_seed must be a non-negative integer"),
+    ("split_seed", 0.5, "split_seed must be a non-negative integer"),
 ])
 def test_configuration_errors_fail_before_any_work(tmp_path, key, value, message):
     with pytest.raises(ValueError, match=message):
@@ -55,6 +59,10 @@ def test_cross_validation_covers_every_patient_once_per_repeat(tmp_path):
     for _, fold in preds.groupby("fold"):
         val = set(fold.loc[fold["split"] == "val", "patient_id"])
         assert val and not val & set(fold.loc[fold["split"] == "test", "patient_id"])
+    # The run records the split seed and the patients scored on fewer than top_k slices.
+    record = json.loads(study.rundir.provenance.read_text())["sections"]["test"]
+    assert record["split_seed"] == 0 and record["top_k_short"]["top_k"] == study.top_k
+    assert (study.rundir.tables / "top_k_short.csv").exists()
     # A second run trains nothing: every stage comes from the stage cache.
     again = study.run(methods("baseline", ["efficientnet_b0"]), section="test")
     assert all(s.reused for r in again for s in r.stages)

@@ -15,9 +15,11 @@ from pdstudy.core.vocab import PAPER_LABEL_FOOTNOTE
 from pdstudy.report.cohort import TABLE1_SYNTHETIC_NOTE, TABLE1_TEST_NOTE, table1_notes
 from pdstudy.report.outputs import missing_outputs
 from pdstudy.report.training import (
+    LEARNING_MIN_VAL_AUC,
     TRAINING_TABLES,
-    best_by_test_auc,
+    best_by_val_auc,
     learning_note,
+    learns_on_validation,
     timing_ratio_note,
     write_training_table,
 )
@@ -84,16 +86,52 @@ def test_write_training_table(tmp_path):
         write_training_table(df, run, "table9")
 
 
-def test_best_baseline_and_learning_note():
-    summary = pd.DataFrame({"method": ["A", "B"], "test_auc": [0.6, 0.8], "test_auc_lo": [0.4, 0.55],
-                            "test_auc_hi": [0.8, 0.95]})
-    best = best_by_test_auc(summary)
-    assert best["method"] == "B"
-    assert learning_note(best).startswith("Best baseline: **B**, test AUC 0.800 (95% CI 0.550-0.950): the lower bound "
-                                          "is above 0.5")
-    assert "no evidence" in learning_note(summary.iloc[0])
+def test_best_baseline_is_chosen_on_validation_never_on_test():
+    # A has the best test AUC, B the best validation AUC: B is chosen.
+    summary = pd.DataFrame({"method": ["A", "B", "C"], "val_auc": [0.62, 0.71, 0.71], "test_auc": [0.9, 0.6, 0.99],
+                            "test_auc_lo": [0.7, 0.4, 0.9], "test_auc_hi": [0.97, 0.8, 1.0]})
+    best = best_by_val_auc(summary)
+    assert best["method"] == "B", "ties on validation AUC go to the first method; test AUC plays no part"
+    assert (best["val_auc"], best["test_auc"], best["runs"]) == (0.71, 0.6, 1)
+    assert learns_on_validation(best)
+    assert learning_note(best) == (
+        "Chosen on validation: **B**, validation AUC 0.710: at or above the bar of 0.60 set before looking at any "
+        "test AUC, so it learned something that carries over to patients it was not trained on. Test AUC 0.600 "
+        "(DeLong 95% CI 0.400-0.800), for information only: it played no part in the choice.")
+    # Shuffling the test columns never changes the choice.
+    shuffled = summary.assign(test_auc=summary["test_auc"][::-1].to_numpy())
+    assert best_by_val_auc(shuffled)["method"] == "B"
     with pytest.raises(ValueError, match="empty"):
-        best_by_test_auc(summary.iloc[:0])
+        best_by_val_auc(summary.iloc[:0])
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['val_auc'\]"):
+        best_by_val_auc(summary.drop(columns="val_auc"))
+
+
+def test_validation_bar_and_note_below_it():
+    assert LEARNING_MIN_VAL_AUC == 0.6
+    row = pd.Series({"method": "A", "runs": 1, "val_auc": 0.599, "test_auc": 0.95, "test_auc_lo": 0.9,
+                     "test_auc_hi": 0.99})
+    assert not learns_on_validation(row), "a high test AUC does not rescue a low validation AUC"
+    assert learns_on_validation(row.copy().replace(0.599, 0.6))
+    assert "below the bar of 0.60" in learning_note(row) and "no evidence" in learning_note(row)
+    assert not learns_on_validation(row.copy().replace(0.599, float("nan")))
+    with pytest.raises(ValueError, match="min_auc must be in"):
+        learns_on_validation(row, min_auc=1.5)
+
+
+def test_best_baseline_averages_seeds_and_handles_missing_validation():
+    summary = pd.DataFrame({"method": ["A", "A", "B", "B"], "seed": [0, 1, 0, 1], "val_auc": [0.9, 0.5, 0.72, 0.74],
+                            "test_auc": [0.8, 0.6, 0.7, 0.7], "test_auc_lo": 0.5, "test_auc_hi": 0.9})
+    best = best_by_val_auc(summary)
+    assert best["method"] == "B" and best["runs"] == 2 and best["val_auc"] == pytest.approx(0.73)
+    assert np.isnan(best["test_auc_lo"]), "no single DeLong CI for a mean over runs"
+    note = learning_note(best)
+    assert "validation AUC 0.730 (mean of 2 runs)" in note
+    assert "Test AUC 0.700 (mean of 2 runs), for information" in note
+    none = summary.assign(val_auc=float("nan"))
+    first = best_by_val_auc(none)
+    assert first["method"] == "A" and np.isnan(first["val_auc"]) and not learns_on_validation(first)
+    assert learning_note(first).startswith("Chosen on validation: **A** (the first baseline: no validation patients")
 
 
 def test_timing_ratio_note():

@@ -381,7 +381,7 @@ def test_cam_examples_localise_record_and_check(tmp_path):
                                           & (preds["patient_id"] == pid)]["score"].iloc[0]
     assert examples.masks["SD"].sum() > 0, "the slice shown is the one with tumour"
     localisation = localise(study, results, preds, model_seed=0, crop_size=60, cam_method="gradcam")
-    assert len(localisation.table) == 12 and localisation.describe() == "8 test slices with tumour from 8 patients"
+    assert len(localisation.table) == 36 and localisation.describe() == "8 test slices with tumour from 8 patients"
 
     run = run_dir(tmp_path / "run")
     selection = pd.DataFrame({"method_id": [PD7.id], "method": [PD7.label], "n_val": [0], "val_auc": [np.nan],

@@ -101,3 +101,25 @@ def test_grid_errors_and_slurm_parameters_pass_through(tiny_synthetic_manifest, 
     with pytest.raises(ValueError, match="set slurm.time"):
         make_executor("slurm", load_grid(_grid(tmp_path, tiny_synthetic_manifest, slurm={"partition": "gpu"})),
                       tmp_path)
+
+
+def test_job_key_follows_the_weights_file_and_the_training_code(tmp_path, monkeypatch):
+    """A sweep job is not reused when its local weights file or the training code changes (as for stages)."""
+    from pdstudy.learn.models import get_architecture
+    from pdstudy.study import sweeps
+    from pdstudy.study.jobs import JobSpec
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    tag = get_architecture("test_resnet").timm_tag
+    (weights / f"{tag}.pth").write_bytes(b"first weights")
+    params = {"weights_dir": str(weights), "stand_ins": True, "epochs": 1}
+    spec = JobSpec(parameters=params, method="baseline:efficientnet_b7", seed=0)
+    cohort = {"cache": "abc"}
+    first = sweeps.job_key(spec, cohort)
+    assert sweeps.job_key(spec, cohort) == first
+    (weights / f"{tag}.pth").write_bytes(b"other weights, same name")
+    second = sweeps.job_key(spec, cohort)
+    assert second != first
+    monkeypatch.setattr(sweeps, "TRAINING_CODE_VERSION", "changed")
+    assert sweeps.job_key(spec, cohort) != second

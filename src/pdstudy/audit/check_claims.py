@@ -15,6 +15,7 @@ from pdstudy.audit.feasibility import feasible_counts, single_value_repairs
 from pdstudy.audit.rows import prange, pval, row
 from pdstudy.core.paper import PaperNumbers, lookup
 from pdstudy.core.vocab import NEGATIVE_CLASS, POSITIVE_CLASS
+from pdstudy.stats import power_table
 
 ALPHA = 0.05
 #: Plausible correlations between the AUC estimates of two models scored on the same patients.
@@ -99,6 +100,38 @@ def headline_rows(paper: PaperNumbers) -> list[dict]:
             f"Over every split of the {n_pos}+{n_neg} test patients compatible with both confusion matrices, "
             f"p = {prange(p_min, p_max)}; even the most favourable pattern (discordant {best[0]} vs {best[1]}) "
             f"gives p = {pval(p_min)}.",
+        ))
+    return out
+
+
+#: Correlations of the two AUC estimates shown in the power rows (a plausible range; the paper reports none).
+POWER_CORRELATIONS = (0.3, 0.5, 0.7)
+TARGET_POWER = 0.8
+
+
+def power_rows(paper: PaperNumbers) -> list[dict]:
+    """Power of the paper's headline comparisons on its test set, and the test-set size 80% power would need.
+
+    Two correlated AUCs on the same patients (Hanley & McNeil 1983), variances of Hanley & McNeil 1982,
+    two-sided z-test at alpha 0.05, over :data:`POWER_CORRELATIONS` (:func:`pdstudy.stats.power_table`).
+    """
+    n_pos, n_neg = _sizes(paper, "test")
+    pd_vals = lookup(paper, f"table2/{PD_B7}/test")
+    out = []
+    for other, label in HEADLINE:
+        o = lookup(paper, f"table2/{other}/test")
+        table = power_table(float(pd_vals["auc"]), float(o["auc"]), n_pos, n_neg, corrs=POWER_CORRELATIONS,
+                            power=TARGET_POWER, alpha=ALPHA)
+        powers = ", ".join(f"{p:.2f} at r = {r:.1f}" for r, p in zip(table["corr"], table["power"]))
+        needed = ", ".join(f"{int(n)} at r = {r:.1f}" for r, n in zip(table["corr"], table["n_total_needed"]))
+        out.append(row(
+            f"PD B7 vs {label} | power", "power of the paired AUC comparison on the test set",
+            f"AUC {pd_vals['auc']} vs {o['auc']} on {n_pos}+{n_neg} test patients",
+            f"power >= {TARGET_POWER:.0%}", "note",
+            f"If the true AUCs were the reported ones, a two-sided test at alpha {ALPHA} on {n_pos} poor + {n_neg} "
+            f"good patients would detect the difference with power {powers} (correlation of the two AUC "
+            f"estimates, not reported). {TARGET_POWER:.0%} power needs {needed} test patients in all, at the "
+            "same case mix (Hanley & McNeil 1982/1983; docs/power.md).",
         ))
     return out
 
@@ -231,5 +264,5 @@ def protocol_rows(paper: PaperNumbers) -> list[dict]:
 
 def all_claim_rows(paper: PaperNumbers) -> list[dict]:
     """Every claims and protocol row of the audit."""
-    return [*headline_rows(paper), *clinician_rows(paper), *split_rows(paper), *youden_rows(paper),
+    return [*headline_rows(paper), *power_rows(paper), *clinician_rows(paper), *split_rows(paper), *youden_rows(paper),
             *protocol_rows(paper), *auc_ci_rows(paper)]

@@ -26,8 +26,8 @@ def load_profile(name: str) -> dict[str, Any]:
 #: Notebook parameters a Study reads (all are keys of the profiles).
 STUDY_PARAMETERS = (
     "run_dir", "data_dir", "manifest", "image_size", "fov_mm", "workers", "synth_patients", "synth_seed",
-    "synth_slices", "synth_size", "seeds", "protocol", "cv_folds", "cv_repeats", "val_fraction", "pretrained",
-    "weights_dir", "stand_ins", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "warmup_epochs",
-    "schedule", "beta", "alpha", "temperature", "kd_convention", "drop_rate", "drop_path_rate",
+    "synth_slices", "synth_size", "seeds", "protocol", "cv_folds", "cv_repeats", "val_fraction", "split_seed",
+    "pretrained", "weights_dir", "stand_ins", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
+    "warmup_epochs", "schedule", "beta", "alpha", "temperature", "kd_convention", "drop_rate", "drop_path_rate",
     "slices_per_patient", "crop_size", "top_k", "select",
 )

@@ -18,6 +18,7 @@ from pdstudy.data.cohort import (
     table1,
 )
 from pdstudy.data.dicom import (
+    CHOOSE_SERIES_HINT,
     HU_WINDOW,
     PHASE_DELAYS,
     PHASES,
@@ -26,6 +27,7 @@ from pdstudy.data.dicom import (
     Series,
     SliceRef,
     classify_phase,
+    describe_series,
     dicom_time_seconds,
     order_slices,
     quiet_pydicom,
@@ -58,6 +60,7 @@ from pdstudy.data.manifest import (
     validate_manifest,
 )
 from pdstudy.data.predictions import (
+    OPTIONAL_PREDICTION_COLUMNS,
     PREDICTION_COLUMNS,
     ChainOutput,
     check_prediction_file,
@@ -72,6 +75,8 @@ from pdstudy.data.preprocess import (
     PatientResult,
     PrepareConfig,
     cache_key,
+    cohort_signature,
+    content_digest,
     pixel_key,
     prepare,
     process_patient,
@@ -86,6 +91,7 @@ from pdstudy.data.splits import (
     check_no_leakage,
     ids_hash,
     same_patient_keys,
+    same_person_groups,
     stratified_folds,
 )
 from pdstudy.data.synth import (
@@ -116,6 +122,7 @@ from pdstudy.data.verify import (
 
 __all__ = [
     "CACHE_VERSION",
+    "CHOOSE_SERIES_HINT",
     "CM_CODES",
     "CN_CODES",
     "COLUMNS",
@@ -137,6 +144,7 @@ __all__ = [
     "ManifestError",
     "NO_PVP_REASON",
     "NUISANCE_COLUMNS",
+    "OPTIONAL_PREDICTION_COLUMNS",
     "ORACLE_AUC",
     "PHASES",
     "PHASE_DELAYS",
@@ -165,7 +173,10 @@ __all__ = [
     "classify_phase",
     "cohort_counts",
     "cohort_hashes",
+    "cohort_signature",
+    "content_digest",
     "default_listing",
+    "describe_series",
     "dicom_time_seconds",
     "ensure_cohort",
     "example_slices",
@@ -193,6 +204,7 @@ __all__ = [
     "resample_to_grid",
     "resample_to_uint8",
     "same_patient_keys",
+    "same_person_groups",
     "sample_latent",
     "scan_folder",
     "scrub_reason_paths",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,6 +150,84 @@ def validate_manifest(df: pd.DataFrame, source: str = "manifest") -> list[str]:
     return errors
 
 
+#: Delimiters a spreadsheet may have used instead of commas, with how a message names them.
+_OTHER_DELIMITERS = ((";", "semicolon-separated"), ("\t", "tab-separated"), ("|", "pipe-separated"))
+
+
+def _spreadsheet_kind(path: Path) -> str:
+    """What a zip file is: an Excel workbook, an OpenDocument spreadsheet or another zip archive."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            mimetype = archive.read("mimetype").decode("ascii", "replace") if "mimetype" in names else ""
+    except (zipfile.BadZipFile, OSError):
+        return "a zip archive"
+    if any(name.startswith("xl/") for name in names):
+        return "an Excel workbook (.xlsx, a zip archive)"
+    if "opendocument.spreadsheet" in mimetype:
+        return "an OpenDocument spreadsheet (.ods, a zip archive)"
+    return "a zip archive"
+
+
+def _looks_utf16(sample: bytes) -> bool:
+    """ASCII text in UTF-16 without a byte-order mark: every other byte is zero, the others are not."""
+    if len(sample) < 4:
+        return False
+    for zeros, chars in ((sample[1::2], sample[0::2]), (sample[0::2], sample[1::2])):
+        if zeros.count(0) >= 0.9 * len(zeros) and chars.count(0) == 0:
+            return True
+    return False
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _csv_problem(path: str | Path) -> str | None:
+    """Why a file is not a comma-separated, UTF-8 CSV, from its first bytes; None when it looks like one.
+
+    Recognises an Excel workbook (.xlsx zip or old .xls), an OpenDocument spreadsheet, UTF-16/UTF-32 text
+    (Excel's "Unicode Text"), other binary files, text that is not UTF-8, and a header line separated by
+    semicolons, tabs or pipes instead of commas (a spreadsheet saved with a regional list separator).
+
+    Parameters
+    ----------
+    path : str or Path
+        An existing file.
+
+    Returns
+    -------
+    str or None
+        What was seen, e.g. ``"semicolon-separated"`` or ``"an Excel workbook (.xlsx, a zip archive)"``.
+    """
+    path = Path(path)
+    with path.open("rb") as fh:
+        head = fh.read(65536)
+    if not head.strip():
+        return "the file is empty"
+    if head.startswith(b"PK\x03\x04"):
+        return _spreadsheet_kind(path)
+    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        return "an old Excel workbook (.xls)"
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        return "UTF-32 text"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or _looks_utf16(head[:200]):
+        return "UTF-16 text (e.g. Excel's 'Unicode Text')"
+    if b"\x00" in head:
+        return "a binary file"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not just a character cut at the end of the 64 KiB read
+            return f"text that is not UTF-8 (byte {head[exc.start]:#04x} at offset {exc.start})"
+        text = head[: exc.start].decode("utf-8")
+    header = next((line for line in text.lstrip("\ufeff").splitlines() if line.strip()), "")
+    for delimiter, name in _OTHER_DELIMITERS:
+        if header.count(delimiter) > header.count(","):
+            return f"{name}: header {_short(header)!r}"
+    return None
+
+
 def read_manifest(path: str | Path) -> pd.DataFrame:
     """Read and validate a manifest CSV.
 
@@ -165,12 +244,16 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     Raises
     ------
     ManifestError
-        If the file is missing or any structural check fails; the message lists every
-        problem with its row and column.
+        If the file is missing, is not a comma-separated UTF-8 CSV (``not a CSV file: <path> (what was seen; ...)``,
+        checked from its first bytes), or any structural check fails; the message lists every problem with its row
+        and column.
     """
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
+    problem = _csv_problem(path)
+    if problem:
+        raise ManifestError(f"not a CSV file: {path} ({problem}; save it as comma-separated CSV, UTF-8)")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:

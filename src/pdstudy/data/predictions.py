@@ -29,16 +29,54 @@ def write_predictions(pred_dir: Path, method: Method, predictions: pd.DataFrame,
 
 
 def read_predictions(pred_dir: str | Path) -> pd.DataFrame:
-    """Every prediction file of a run, concatenated (empty frame with the schema if none)."""
+    """Every prediction file of a run, concatenated (empty frame with the schema if none).
+
+    Parameters
+    ----------
+    pred_dir : str or pathlib.Path
+        A run's ``predictions/`` folder.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The files' rows (``patient_id`` as str, no NA conversion) with ``n_slices`` as nullable
+        ``Int64``: <NA> for the rows of files written before the column existed.
+
+    Raises
+    ------
+    ValueError
+        If a file lacks a required column of :data:`PREDICTION_COLUMNS`, or an ``n_slices`` cell is
+        neither empty nor an integer >= 1.
+    """
     files = sorted(Path(pred_dir).glob("*.csv"))
     if not files:
         return pd.DataFrame(columns=list(PREDICTION_COLUMNS))
     df = pd.concat([pd.read_csv(f, dtype={"patient_id": str}, keep_default_na=False) for f in files],
                    ignore_index=True)
-    missing = set(PREDICTION_COLUMNS) - set(df.columns)
+    missing = set(PREDICTION_COLUMNS) - set(df.columns) - set(OPTIONAL_PREDICTION_COLUMNS)
     if missing:
         raise ValueError(f"prediction files in {pred_dir} lack columns {sorted(missing)}")
+    df["n_slices"] = _n_slices(df, f"prediction files in {pred_dir}")
     return df
+
+
+def _n_slices(df: pd.DataFrame, name: str) -> pd.Series:
+    """Column ``n_slices`` of ``df`` as nullable integers (<NA> where absent: files written before it existed).
+
+    Raises ValueError naming ``name`` and the first bad value when a cell is neither empty nor an integer >= 1.
+    """
+    if "n_slices" not in df.columns:
+        return pd.Series(pd.NA, index=df.index, dtype="Int64")
+    raw = df["n_slices"]
+    blank = raw.isna() | raw.astype(str).str.strip().eq("")
+    values = pd.to_numeric(raw.where(~blank), errors="coerce").astype("float64")
+    bad = ~blank & (values.isna() | (values != values.round()) | (values < 1))
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        who = f"patient {df['patient_id'].iloc[i]!r}" if "patient_id" in df.columns else f"row {i}"
+        raise ValueError(f"{name}: column 'n_slices' must be an integer >= 1 (number of cached slices) or empty; "
+                         f"{who} has {raw.tolist()[i]!r}")
+    return values.astype("Int64")
 
 
 def validate_predictions(preds: pd.DataFrame, *, name: str = "predictions") -> pd.DataFrame:
@@ -47,7 +85,8 @@ def validate_predictions(preds: pd.DataFrame, *, name: str = "predictions") -> p
     Parameters
     ----------
     preds : pandas.DataFrame
-        Concatenated prediction files (columns :data:`PREDICTION_COLUMNS`).
+        Concatenated prediction files (columns :data:`PREDICTION_COLUMNS`; ``n_slices``, see
+        :data:`OPTIONAL_PREDICTION_COLUMNS`, may be absent or empty: files written before it existed).
     name : str
         What to call the frame in messages.
 
@@ -55,7 +94,7 @@ def validate_predictions(preds: pd.DataFrame, *, name: str = "predictions") -> p
     -------
     pandas.DataFrame
         Copy with ``patient_id``/``method`` as str, ``stage``/``seed``/``fold``/``repeat`` as int,
-        ``score`` as float, and ``y``.
+        ``score`` as float, ``n_slices`` as nullable ``Int64`` (<NA> where unknown), and ``y``.
 
     Raises
     ------
@@ -63,16 +102,18 @@ def validate_predictions(preds: pd.DataFrame, *, name: str = "predictions") -> p
         On missing columns, unknown splits / responses / RECIST codes, a RECIST code that disagrees
         with the response, non-finite scores, non-integer stage/seed/fold/repeat, an unparsable method
         ID, a stage outside the method's chain, or a patient listed twice for one method, stage, seed,
-        fold and repeat. Messages name the column and the method.
+        fold and repeat, or an ``n_slices`` that is neither empty nor an integer >= 1. Messages name the
+        column and the method.
     """
     if not isinstance(preds, pd.DataFrame):
-        raise TypeError(f"{name} must be a pandas DataFrame (see pdstudy.learn.distill.read_predictions)")
-    missing = [c for c in PREDICTION_COLUMNS if c not in preds.columns]
+        raise TypeError(f"{name} must be a pandas DataFrame (see pdstudy.data.predictions.read_predictions)")
+    missing = [c for c in PREDICTION_COLUMNS if c not in preds.columns and c not in OPTIONAL_PREDICTION_COLUMNS]
     if missing:
         raise ValueError(f"{name} lacks column(s) {missing}; prediction files have {list(PREDICTION_COLUMNS)}")
     if preds.empty:
         raise ValueError(f"{name} is empty: no prediction rows")
-    df = preds[list(PREDICTION_COLUMNS)].copy()
+    df = preds[[c for c in PREDICTION_COLUMNS if c in preds.columns]].copy()
+    df["n_slices"] = _n_slices(preds, name)
     df["patient_id"] = df["patient_id"].astype(str)
     df["method"] = df["method"].astype(str)
 
@@ -118,9 +159,13 @@ def validate_predictions(preds: pd.DataFrame, *, name: str = "predictions") -> p
     return df
 
 
-#: Columns of ``reports/<run>/predictions/*.csv`` (schema in data_manifest/README.md).
+#: Columns of ``reports/<run>/predictions/*.csv`` (schema in data_manifest/README.md). ``n_slices``: the
+#: patient's number of slices in the slice cache (``score`` averages the top ``min(top_k, n_slices)`` of them).
 PREDICTION_COLUMNS: Final = ("patient_id", "split", "response", "recist", "score", "method", "stage", "seed",
-                             "fold", "repeat")
+                             "fold", "repeat", "n_slices")
+
+#: Columns of :data:`PREDICTION_COLUMNS` that files written by older versions lack; readers fill them with <NA>.
+OPTIONAL_PREDICTION_COLUMNS: Final = ("n_slices",)
 
 
 class ChainOutput(Protocol):
@@ -151,9 +196,11 @@ def check_prediction_file(path: str | Path, method: Method, *, n_patients: int) 
     ------
     ValueError
         If the file is missing, its columns are not :data:`PREDICTION_COLUMNS` in order, a score lies
-        outside [0, 1] (or is not a number), the method column is not ``method.id``, the stages are not
-        ``0 .. len(method.chain) - 1``, a stage does not hold one row per included patient, or a split or
-        response is not in the vocabulary. The message names the file and what was wrong.
+        outside [0, 1] (or is not a number), an ``n_slices`` is not an integer >= 1, the method column is
+        not ``method.id``, the stages are not ``0 .. len(method.chain) - 1``, a stage does not hold one row
+        per included patient, or a split or response is not in the vocabulary. The message names the file
+        and what was wrong. (The file was just written by this code, so ``n_slices`` is required here;
+        :func:`read_predictions` and :func:`validate_predictions` also read older files without it.)
     """
     path = Path(path)
 
@@ -171,6 +218,12 @@ def check_prediction_file(path: str | Path, method: Method, *, n_patients: int) 
         i = int(np.flatnonzero(bad.to_numpy())[0])
         fail(f"score must lie in [0, 1]; patient {written['patient_id'].tolist()[i]!r} has "
              f"{written['score'].tolist()[i]!r}")
+    n_slices = pd.to_numeric(written["n_slices"], errors="coerce")
+    bad = n_slices.isna() | (n_slices != n_slices.round()) | (n_slices < 1)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        fail(f"column 'n_slices' must be an integer >= 1 (the patient's cached slices); patient "
+             f"{written['patient_id'].tolist()[i]!r} has {written['n_slices'].tolist()[i]!r}")
     methods = sorted(set(written["method"].astype(str)))
     if methods != [method.id]:
         fail(f"column 'method' holds {methods}, expected [{method.id!r}]")

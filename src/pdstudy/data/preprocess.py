@@ -1,7 +1,8 @@
 """`pdstudy prepare`: DICOM cohort -> windowed, physically resampled slice cache + qc.csv.
 
 One patient (:func:`process_patient`), the whole cohort in parallel processes with its keyed slice
-cache (:func:`prepare`, :func:`cache_key`). The cache is read by :mod:`pdstudy.data.cache`.
+cache (:func:`prepare`, :func:`cache_key`, :func:`cohort_signature`). The cache is read by
+:mod:`pdstudy.data.cache`.
 See docs/preprocessing.md.
 """
 
@@ -11,13 +12,14 @@ import ctypes
 import gc
 import hashlib
 import io
+import json
 import multiprocessing as mp
 import os
 import shutil
 import tempfile
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -27,7 +29,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from pdstudy.core.hashing import stable_hash
+from pdstudy.core.hashing import sha256_file, stable_hash
 from pdstudy.core.io import write_csv, write_json
 from pdstudy.core.paths import redact
 from pdstudy.data.cache import QC_COLUMNS, PreparedCohort, load_prepared, reason_category
@@ -44,6 +46,7 @@ from pdstudy.data.dicom import (
     windowed_hu,
 )
 from pdstudy.data.manifest import manifest_checksum, read_manifest
+from pdstudy.data.verify import default_listing
 
 #: Bumped whenever the cache content for the same parameters would change.
 CACHE_VERSION = "2"
@@ -51,7 +54,7 @@ CACHE_VERSION = "2"
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    """Preprocessing parameters; they and the manifest checksum key the slice cache.
+    """Preprocessing parameters; they, the manifest checksum and the cohort's files key the slice cache.
 
     Parameters
     ----------
@@ -228,9 +231,129 @@ def _load_mask(root: Path, rel: str, kept: list) -> np.ndarray | None:
     return np.asarray(mask[picks], dtype=np.float32)
 
 
-def cache_key(manifest_sha: str, config: PrepareConfig) -> str:
-    """Cache folder name for a manifest checksum and preprocessing parameters."""
-    return stable_hash({"manifest": manifest_sha, "config": asdict(config), "version": CACHE_VERSION})
+def cache_key(manifest_sha: str, config: PrepareConfig, signature: Mapping[str, object]) -> str:
+    """Cache folder name for a manifest checksum, preprocessing parameters and the cohort's files.
+
+    Parameters
+    ----------
+    manifest_sha : str
+        SHA-256 of the manifest file's bytes (:func:`pdstudy.data.manifest.manifest_checksum`).
+    config : PrepareConfig
+        Preprocessing parameters.
+    signature : mapping
+        :func:`cohort_signature` of the cohort: its files (relative paths, sizes, modification
+        times), the synthetic generator version and the ``pdstudy verify`` listing's digest.
+
+    Returns
+    -------
+    str
+        16 hex digits; the same for the same inputs wherever the cohort folder lies.
+    """
+    if not isinstance(manifest_sha, str) or not manifest_sha:
+        raise ValueError(f"manifest_sha must be the manifest's SHA-256 (a non-empty str), got {manifest_sha!r}")
+    if not isinstance(config, PrepareConfig):
+        raise TypeError(f"config must be a PrepareConfig, got {type(config).__name__}")
+    if not isinstance(signature, Mapping) or "files" not in signature:
+        raise ValueError("signature must be the mapping cohort_signature returns (with a 'files' entry), "
+                         f"got {signature!r}")
+    return stable_hash({"manifest": manifest_sha, "config": asdict(config), "version": CACHE_VERSION,
+                        "cohort": dict(signature)})
+
+
+def cohort_signature(manifest: str | Path, frame: pd.DataFrame | None = None) -> dict[str, object]:
+    """A fast fingerprint of the files a cohort's preprocessing reads, for :func:`cache_key`.
+
+    No file is read (except the small ``synth.json`` and ``pdstudy verify`` listing): one
+    ``os.scandir`` pass below every patient's ``dicom_dir`` (the files :func:`pdstudy.data.dicom.scan_folder`
+    reads: hidden files left out, links to folders not followed) and a ``stat`` of each file and of
+    each ``mask_path``. Patients excluded in the manifest are not read, so their files do not count.
+    A re-exported series, a corrected mask or a regenerated synthetic cohort changes a size or a
+    modification time, and so the signature; copying the cohort elsewhere keeps it as long as the
+    copy keeps modification times (``cp -p``, ``rsync -t``), since only paths relative to the
+    manifest's folder enter it.
+
+    Parameters
+    ----------
+    manifest : str or Path
+        Cohort manifest CSV; ``dicom_dir`` and ``mask_path`` are relative to its folder.
+    frame : pandas.DataFrame, optional
+        The manifest as :func:`pdstudy.data.manifest.read_manifest` returns it (read when omitted).
+
+    Returns
+    -------
+    dict
+        ``files``: SHA-256 (hex) of the sorted lines ``<path below the manifest folder> <size>
+        <mtime in ns>`` (``missing`` for an absent folder or mask); ``n_files``: files counted;
+        ``synthetic``: ``generator_version`` and ``parameters`` from the ``synth.json`` beside the
+        manifest (a cohort of :mod:`pdstudy.data.synth`), else None; ``listing``: SHA-256 of the
+        ``pdstudy verify`` listing beside the manifest (:func:`pdstudy.data.verify.default_listing`)
+        when there is one, else None.
+    """
+    manifest = Path(manifest)
+    if frame is None:
+        frame = read_manifest(manifest)
+    if not isinstance(frame, pd.DataFrame) or not {"patient_id", "dicom_dir"} <= set(frame.columns):
+        raise ValueError("frame must be the manifest DataFrame (columns patient_id, dicom_dir, ...), "
+                         f"got {type(frame).__name__}")
+    root = manifest.parent
+    lines: list[str] = []
+    for row in frame.to_dict("records"):
+        if row.get("exclusion"):
+            continue
+        rel = str(row["dicom_dir"])
+        lines += _folder_lines(root, rel) if (root / rel).is_dir() else [f"{rel}\tmissing"]
+        if row.get("mask_path"):
+            lines.append(_file_line(root, str(row["mask_path"])))
+    lines.sort()
+    digest = hashlib.sha256()
+    for line in lines:
+        digest.update(line.encode("utf-8", "surrogateescape") + b"\n")
+    listing = default_listing(manifest)
+    return {"files": digest.hexdigest(), "n_files": sum(not line.endswith("\tmissing") for line in lines),
+            "synthetic": _synthetic_version(root / "synth.json"),
+            "listing": sha256_file(listing) if listing.is_file() else None}
+
+
+def _file_line(root: Path, rel: str) -> str:
+    try:
+        st = (root / rel).stat()
+    except OSError:
+        return f"{rel}\tmissing"
+    return f"{rel}\t{st.st_size}\t{st.st_mtime_ns}"
+
+
+def _folder_lines(root: Path, rel: str) -> list[str]:
+    """``<rel>/<path> <size> <mtime_ns>`` of the non-hidden files below ``root / rel`` (as in ``scan_folder``)."""
+    out: list[str] = []
+    pending = [(rel.rstrip("/\\") + "/", str(root / rel))]
+    while pending:
+        prefix, path = pending.pop()
+        try:
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    if entry.is_dir():
+                        if not entry.is_symlink():
+                            pending.append((f"{prefix}{entry.name}/", entry.path))
+                    elif entry.is_file() and not entry.name.startswith("."):
+                        try:
+                            st = entry.stat()
+                        except OSError:
+                            continue
+                        out.append(f"{prefix}{entry.name}\t{st.st_size}\t{st.st_mtime_ns}")
+        except OSError:  # an unreadable folder: scan_folder has nothing to read there either
+            continue
+    return out
+
+
+def _synthetic_version(path: Path) -> dict[str, object] | None:
+    """``generator_version`` and ``parameters`` of a synthetic cohort's ``synth.json`` (None if there is none)."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict):
+        return None
+    return {"generator_version": meta.get("generator_version"), "parameters": meta.get("parameters")}
 
 
 def prepare(
@@ -249,8 +372,9 @@ def prepare(
     manifest : str or Path
         Cohort manifest CSV (validated before any work).
     cache : str or Path
-        Cache root; the cohort lands in ``cache/<key>/`` where the key hashes the manifest
-        checksum and ``config``.
+        Cache root; the cohort lands in ``cache/<key>/`` where the key (:func:`cache_key`) hashes the
+        manifest checksum, ``config`` and the cohort's files (:func:`cohort_signature`), so a changed
+        image or mask file builds a new cache.
     config : PrepareConfig, optional
         Preprocessing parameters (default: the paper's 256 px).
     workers : int, optional
@@ -269,7 +393,8 @@ def prepare(
     manifest = Path(manifest).resolve()
     df = read_manifest(manifest)
     sha = manifest_checksum(manifest)
-    key = cache_key(sha, config)
+    signature = cohort_signature(manifest, df)
+    key = cache_key(sha, config, signature)
     final = Path(cache).resolve() / key
     if (final / "meta.json").exists() and not force:
         return load_prepared(final)
@@ -281,7 +406,7 @@ def prepare(
     try:
         with _PlaneWriter(tmp, int(config.image_size)) as planes:
             results = _process_all(rows, manifest.parent, config, n_workers, planes, show_progress)
-        _write_cache(tmp, df, results, config, sha, manifest)
+        _write_cache(tmp, df, results, config, sha, manifest, signature)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -562,8 +687,26 @@ def _copy_into(fd: int, source: str, nbytes: int) -> None:
             done += len(chunk)
 
 
+def content_digest(folder: str | Path) -> str:
+    """SHA-256 of what a slice cache holds (``images.npy``, ``masks.npy`` if present, ``index.csv``).
+
+    The identity that trained models inherit: two caches with the same pixels and slices have the same
+    digest, wherever and whenever their cohort was written (the cache's folder name also covers file
+    sizes and modification times, so that a changed file is never reused, and differs between copies).
+    """
+    folder = Path(folder)
+    h = hashlib.sha256()
+    for name in ("images.npy", "masks.npy", "index.csv"):
+        path = folder / name
+        if path.is_file():
+            h.update(name.encode() + b"\0")
+            with path.open("rb") as f:
+                h.update(hashlib.file_digest(f, "sha256").digest())
+    return h.hexdigest()
+
+
 def _write_cache(tmp: Path, df: pd.DataFrame, results: dict[str, PatientResult], config: PrepareConfig,
-                 sha: str, manifest: Path) -> None:
+                 sha: str, manifest: Path, signature: Mapping[str, object]) -> None:
     """index.csv, qc.csv and meta.json of a cache whose planes :class:`_PlaneWriter` wrote."""
     order = [pid for pid in df["patient_id"]]
     included = [results[p] for p in order if results[p].status == "included"]
@@ -581,6 +724,8 @@ def _write_cache(tmp: Path, df: pd.DataFrame, results: dict[str, PatientResult],
     summary = Counter(reason_category(r.reason) for r in results.values() if r.status == "excluded")
     write_json(tmp / "meta.json", {
         "cache_version": CACHE_VERSION, "config": asdict(config), "pixel_mm": config.pixel_mm,
-        "manifest_sha256": sha, "manifest_name": manifest.name, "n_patients": len(order),
+        "manifest_sha256": sha, "manifest_name": manifest.name, "cohort_signature": dict(signature),
+        "content_sha256": content_digest(tmp),
+        "n_patients": len(order),
         "n_included": len(included), "n_slices": n, "exclusions": dict(summary),
     })

@@ -11,7 +11,13 @@ import pandas as pd
 from pdstudy.core.hashing import derive_seed, stable_hash
 
 
-def carve_validation(patients: pd.DataFrame, fraction: float, *, seed: int) -> pd.DataFrame:
+def carve_validation(
+    patients: pd.DataFrame,
+    fraction: float,
+    *,
+    seed: int,
+    groups: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
     """Move a stratified share of the ``train`` patients to ``val`` (patient level).
 
     Parameters
@@ -23,6 +29,12 @@ def carve_validation(patients: pd.DataFrame, fraction: float, *, seed: int) -> p
         0 leaves the splits unchanged. At least one patient per group moves when > 0.
     seed : int
         Draw seed (combine with fold and repeat upstream).
+    groups : mapping, optional
+        ``patient_id -> group key`` where equal keys mean the same person (:func:`same_person_groups`);
+        a group's training patients move to ``val`` together or not at all (groups are drawn in a random
+        order and skipped when they would overshoot the share). Patients not in the map are groups of
+        their own. Without a group of two or more training patients the draw is exactly the one without
+        ``groups``.
 
     Returns
     -------
@@ -35,21 +47,79 @@ def carve_validation(patients: pd.DataFrame, fraction: float, *, seed: int) -> p
     if fraction == 0:
         return out
     rng = np.random.default_rng(derive_seed(seed, "carve-val"))
-    for _, grp in out[out["split"] == "train"].groupby("response"):
+    train = out[out["split"] == "train"]
+    units = _units(train, groups)
+    if all(len(members) == 1 for members in units.values()):
+        for _, grp in train.groupby("response"):
+            n_val = max(1, int(round(fraction * len(grp))))
+            if n_val >= len(grp):
+                raise ValueError(f"val_fraction {fraction} leaves no training patients with response "
+                                 f"{grp['response'].iloc[0]!r} ({len(grp)} patients)")
+            ids = np.sort(grp["patient_id"].to_numpy())
+            chosen = set(rng.choice(ids, size=n_val, replace=False))
+            out.loc[out["patient_id"].isin(chosen), "split"] = "val"
+        return out
+    response_of = dict(zip(train["patient_id"].astype(str), train["response"]))
+    stratum = _unit_strata(units, response_of)
+    chosen: set[str] = set()
+    for response, grp in train.groupby("response"):
         n_val = max(1, int(round(fraction * len(grp))))
         if n_val >= len(grp):
             raise ValueError(f"val_fraction {fraction} leaves no training patients with response "
-                             f"{grp['response'].iloc[0]!r} ({len(grp)} patients)")
-        ids = np.sort(grp["patient_id"].to_numpy())
-        chosen = set(rng.choice(ids, size=n_val, replace=False))
-        out.loc[out["patient_id"].isin(chosen), "split"] = "val"
+                             f"{response!r} ({len(grp)} patients)")
+        reps = sorted(u for u in units if stratum[u] == response)
+        order = [reps[i] for i in rng.permutation(len(reps))]
+        moved = 0
+        for rep in order:  # drawn order; a group that would overshoot n_val is skipped
+            if moved + len(units[rep]) <= n_val:
+                chosen.update(units[rep])
+                moved += len(units[rep])
+            if moved == n_val:
+                break
+        if moved == 0 and order:  # every group is larger than n_val: the first one drawn
+            chosen.update(units[order[0]])
+    for response, grp in train.groupby("response"):
+        if grp["patient_id"].astype(str).isin(chosen).all():
+            raise ValueError(f"val_fraction {fraction} leaves no training patients with response {response!r}: "
+                             "a same-person group holds them all")
+    out.loc[out["patient_id"].astype(str).isin(chosen), "split"] = "val"
     return out
 
 
-def stratified_folds(patients: pd.DataFrame, k: int, *, seed: int, repeat: int = 0) -> list[pd.DataFrame]:
+def stratified_folds(
+    patients: pd.DataFrame,
+    k: int,
+    *,
+    seed: int,
+    repeat: int = 0,
+    groups: Mapping[str, str] | None = None,
+) -> list[pd.DataFrame]:
     """Repeated stratified patient-level k-fold: one DataFrame per fold with ``split`` train/test.
 
     Every patient is ``test`` in exactly one fold of a repeat; the ``repeat`` index changes the draw.
+
+    Parameters
+    ----------
+    patients : DataFrame
+        Included patients with ``patient_id`` and ``response``.
+    k : int
+        Number of folds (>= 2).
+    seed : int
+        Draw seed (the study's ``split_seed``).
+    repeat : int, default 0
+        Repeat index.
+    groups : mapping, optional
+        ``patient_id -> group key`` where equal keys mean the same person (:func:`same_person_groups`);
+        a group always lands in one fold. Patients not in the map are groups of their own. Groups are
+        dealt, largest first (in a random order within a size), to the fold holding the fewest patients
+        of the group's response so far (ties: a random fold order), which keeps the folds stratified as
+        far as the groups allow. Without a group of two or more patients the folds are exactly those
+        without ``groups``.
+
+    Returns
+    -------
+    list of DataFrame
+        ``k`` copies of ``patients`` with ``split`` set to ``test`` (the fold) or ``train``.
     """
     if k < 2:
         raise ValueError(f"folds must be >= 2, got {k}")
@@ -57,17 +127,103 @@ def stratified_folds(patients: pd.DataFrame, k: int, *, seed: int, repeat: int =
     if (counts < k).any():
         raise ValueError(f"folds={k} exceeds the patients of a response group: {counts.to_dict()}")
     rng = np.random.default_rng(derive_seed(seed, "folds", repeat))
+    units = _units(patients, groups)
     fold_of: dict[str, int] = {}
-    for _, grp in patients.groupby("response"):
-        ids = rng.permutation(np.sort(grp["patient_id"].to_numpy()))
-        for i, pid in enumerate(ids):
-            fold_of[str(pid)] = i % k
+    if all(len(members) == 1 for members in units.values()):
+        for _, grp in patients.groupby("response"):
+            ids = rng.permutation(np.sort(grp["patient_id"].to_numpy()))
+            for i, pid in enumerate(ids):
+                fold_of[str(pid)] = i % k
+    else:
+        response_of = dict(zip(patients["patient_id"].astype(str), patients["response"]))
+        stratum = _unit_strata(units, response_of)
+        filled: dict[str, list[int]] = {str(r): [0] * k for r in counts.index}
+        for response in sorted(counts.index):
+            reps = sorted(u for u in units if stratum[u] == response)
+            if len(reps) < k:
+                raise ValueError(f"folds={k} exceeds the independent patients (same-person groups) with response "
+                                 f"{response!r}: {len(reps)}")
+            order = [reps[i] for i in rng.permutation(len(reps))]
+            fold_order = rng.permutation(k)  # which fold wins a tie, drawn per response group
+            for rep in sorted(order, key=lambda u: -len(units[u])):  # stable: the draw orders equal sizes
+                target = int(fold_order[np.argmin([filled[str(response)][f] for f in fold_order])])
+                for pid in units[rep]:
+                    fold_of[pid] = target
+                    filled[str(response_of[pid])][target] += 1
     folds = []
     for f in range(k):
         df = patients.copy()
-        df["split"] = np.where(df["patient_id"].map(fold_of) == f, "test", "train")
+        df["split"] = np.where(df["patient_id"].astype(str).map(fold_of) == f, "test", "train")
         folds.append(df)
     return folds
+
+
+def same_person_groups(
+    same_patient: Mapping[str, str] | Mapping[str, Mapping[str, str]] | None,
+) -> dict[str, str]:
+    """Group key of every patient that shares a same-person key with another one.
+
+    Parameters
+    ----------
+    same_patient : mapping or None
+        ``patient_id -> key``, or several such maps by description as :func:`same_patient_keys`
+        (and :meth:`pdstudy.data.cache.PreparedCohort.same_patient_keys`) returns them. Two IDs
+        sharing a key of *any* map are the same person, and so is a chain of such pairs.
+
+    Returns
+    -------
+    dict
+        ``patient_id -> group key`` (the smallest patient ID of the group) for the patients of groups
+        of two or more; pass it as ``groups`` to :func:`stratified_folds` and :func:`carve_validation`.
+    """
+    if not same_patient:
+        return {}
+    if not isinstance(same_patient, Mapping):
+        raise TypeError(f"same_patient must be a mapping, got {type(same_patient).__name__}")
+    maps = same_patient if all(isinstance(v, Mapping) for v in same_patient.values()) else {"": same_patient}
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for keys in maps.values():
+        first_of: dict[str, str] = {}
+        for pid, key in keys.items():  # type: ignore[union-attr]
+            if not key:
+                continue
+            pid = str(pid)
+            if key in first_of:
+                a, b = find(first_of[key]), find(pid)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+            else:
+                first_of[key] = pid
+                find(pid)
+    members: dict[str, list[str]] = {}
+    for pid in parent:
+        members.setdefault(find(pid), []).append(pid)
+    return {pid: min(ids) for ids in members.values() if len(ids) > 1 for pid in ids}
+
+
+def _units(patients: pd.DataFrame, groups: Mapping[str, str] | None) -> dict[str, list[str]]:
+    """Same-person units of ``patients``: representative (smallest ID) -> sorted member IDs."""
+    by_key: dict[tuple[str, str], list[str]] = {}
+    for pid in patients["patient_id"].astype(str):
+        key = ("group", str(groups[pid])) if groups and pid in groups else ("patient", pid)
+        by_key.setdefault(key, []).append(pid)
+    return {min(ids): sorted(set(ids)) for ids in by_key.values()}
+
+
+def _unit_strata(units: Mapping[str, list[str]], response_of: Mapping[str, str]) -> dict[str, str]:
+    """Response stratum of each unit: its members' most common response (ties: the first in sorted order)."""
+    out = {}
+    for rep, ids in units.items():
+        values = pd.Series([response_of[p] for p in ids]).value_counts()
+        out[rep] = str(sorted(values[values == values.max()].index)[0])
+    return out
 
 
 def ids_hash(patient_ids) -> str:
@@ -159,5 +315,5 @@ def _check_key_map(split_of: dict[str, str], keys: Mapping[str, str], meaning: s
                                f"different splits ({sorted(splits)}): the same person under two IDs?")
         if len(ids) > 1:
             warnings.warn(f"patients {sorted(ids)} share {meaning} within split {next(iter(splits))!r}: "
-                          "the same person counted twice? (cross-validation can put them in different folds)",
+                          "the same person counted twice? (the CV folds and the validation carve keep them together)",
                           DuplicatePatientWarning, stacklevel=3)

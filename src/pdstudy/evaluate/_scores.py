@@ -16,11 +16,17 @@ from pdstudy.core.methods import ARCH_ALIASES, Method, method_from_id
 from pdstudy.core.paper import load_paper
 from pdstudy.core.vocab import SPLITS
 from pdstudy.data.predictions import validate_predictions
+from pdstudy.evaluate._notes import class_counts
 from pdstudy.evaluate.readers import rate_metrics
-from pdstudy.stats import apply_threshold_policy, delong_auc_ci
+from pdstudy.stats import apply_threshold_policy, check_auc_ci, delong_auc_ci
 
 __all__ = [
+    "HOLM_FAMILY_SIZE",
     "METRICS",
+    "PD_B7_B3_ALTERNATIVE",
+    "PD_B7_B3_PAPER_ROW",
+    "PD_B7_B3_READING",
+    "PD_B7_B3_READING_NOTE",
     "POLICIES",
     "POLICY_LABELS",
     "choose_threshold",
@@ -71,29 +77,67 @@ def default_baseline(method: Method) -> str | None:
     return None if method.kind == "baseline" else f"baseline:{method.chain[-1]}"
 
 
+#: The paper's Table 2 row whose chain is ambiguous.
+PD_B7_B3_PAPER_ROW: Final = "Progressive Distill (EfficientNetB7-B3)"
+#: The reading Table 2 maps that row to (its confirmatory row, in the Holm family): B7 > noisy B7 > noisy B3.
+PD_B7_B3_READING: Final = "pd:efficientnet_b7>efficientnet_b7>efficientnet_b3"
+#: The other reading, shown as an exploratory "alternative reading" row: the row's name, B7 > noisy B3.
+PD_B7_B3_ALTERNATIVE: Final = "pd:efficientnet_b7>efficientnet_b3"
+#: Why :data:`PD_B7_B3_READING` is the reading (one sentence, in Table 2's notes).
+PD_B7_B3_READING_NOTE: Final = (
+    "Progressive Distill (EfficientNetB7-B3) is read as B7>B7>B3: the paper's text has the B3 student improve "
+    "on 'EfficientNetB7 at 0.78', which is not the B7 baseline (0.74) but its first noisy-student iteration "
+    "(0.78 in the text and in Table 4), and its best PD models use two iterations, so the printed 0.81 belongs "
+    "to B7 > noisy B7 > noisy B3; the row's name read literally (B7>B3, one noisy B3 student of the B7 "
+    "baseline) is shown as the 'alternative reading' row, exploratory."
+)
+#: Rows of the paper's Table 2 that the Holm family holds: every KD and PD row (mapped to one method each).
+HOLM_FAMILY_SIZE: Final = 8
+
+_PAPER_PERCENT_COLUMNS: Final = ("train_acc", "train_sen", "train_spe", "test_acc", "test_sen", "test_spe")
+
+
 def paper_method_ids() -> pd.DataFrame:
-    """The paper's Table 2 rows mapped to method IDs.
+    """The paper's Table 2 rows mapped to method IDs, with the Holm family fixed in advance.
+
+    The KD and PD rows (:data:`HOLM_FAMILY_SIZE` of them) form the family of Table 2's Holm adjustment,
+    each tested against the baseline of its final architecture. The ambiguous
+    :data:`PD_B7_B3_PAPER_ROW` maps to :data:`PD_B7_B3_READING`, with :data:`PD_B7_B3_ALTERNATIVE` as its
+    ``alternative_id`` (:data:`PD_B7_B3_READING_NOTE` says why).
 
     Returns
     -------
     pandas.DataFrame
         ``paper_method`` (as printed), ``method_id`` ("" for rows this package does not implement),
-        ``reason`` (why not, else ""), ``paper_train_auc``, ``paper_test_auc`` (floats, as printed).
+        ``alternative_id`` (another reading of the same row, else ""), ``reason`` (why not implemented,
+        else ""), ``holm_family`` (bool: a KD or PD row), ``paper_train_auc``, ``paper_test_auc`` (floats,
+        as printed) and ``paper_train_acc``, ``paper_train_sen``, ``paper_train_spe``, ``paper_test_acc``,
+        ``paper_test_sen``, ``paper_test_spe`` (the printed percentages as proportions).
     """
     t2 = load_paper().table2
     rows = []
     for _, r in t2.iterrows():
         chain = r["teacher_chain"]
+        name = r["method"]
+        kind = "kd" if name.startswith("Knowledge") else "pd" if name.startswith("Progressive") else "baseline"
+        alt = ""
         if chain in _NOT_IMPLEMENTED:
             mid, reason = "", _NOT_IMPLEMENTED[chain]
+        elif name == PD_B7_B3_PAPER_ROW:
+            mid, alt, reason = PD_B7_B3_READING, PD_B7_B3_ALTERNATIVE, ""
         else:
             archs = [ARCH_ALIASES.get(a, a) for a in chain.split(">")]
-            name = r["method"]
-            kind = "kd" if name.startswith("Knowledge") else "pd" if name.startswith("Progressive") else "baseline"
             mid, reason = Method(kind, tuple(archs)).id, ""
-        rows.append({"paper_method": r["method"], "method_id": mid, "reason": reason,
-                     "paper_train_auc": float(r["train_auc"]), "paper_test_auc": float(r["test_auc"])})
-    return pd.DataFrame(rows)
+        row = {"paper_method": name, "method_id": mid, "alternative_id": alt, "reason": reason,
+               "holm_family": bool(mid) and kind != "baseline",
+               "paper_train_auc": float(r["train_auc"]), "paper_test_auc": float(r["test_auc"])}
+        row.update({f"paper_{c}": float(r[c]) / 100.0 for c in _PAPER_PERCENT_COLUMNS})
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if int(out["holm_family"].sum()) != HOLM_FAMILY_SIZE:
+        raise ValueError(f"the paper's Table 2 should hold {HOLM_FAMILY_SIZE} KD/PD rows (the Holm family), found "
+                         f"{int(out['holm_family'].sum())}; check pdstudy/core/paper_data/")
+    return out
 
 
 # --------------------------------------------------------------------------------------------- predictions
@@ -315,8 +359,20 @@ def choose_threshold(scores: pd.DataFrame, policy: str) -> float:
                                         val["y"].to_numpy(), val["score"].to_numpy())["threshold"])
 
 
-def score_patients(scores: pd.DataFrame, what: str) -> dict[str, Any]:
-    """AUCs with CIs and both policies' ACC/SEN/SPE of one set of patient scores.
+def _confusion(scores: pd.DataFrame, thr: float) -> dict[str, Any]:
+    """Confusion counts of ``score >= thr`` on some patients, and ACC/SEN/SPE with Wilson intervals."""
+    if math.isnan(thr):
+        counts: dict[str, Any] = dict.fromkeys(("tp", "fp", "tn", "fn"), float("nan"))
+        return {**counts, **{f"{m}{s}": float("nan") for m in METRICS for s in ("", "_lo", "_hi")}}
+    pred = scores["score"].to_numpy() >= thr
+    y = scores["y"].to_numpy() == 1
+    counts = {"tp": int((pred & y).sum()), "fp": int((pred & ~y).sum()),
+              "tn": int((~pred & ~y).sum()), "fn": int((~pred & y).sum())}
+    return {**counts, **rate_metrics(**counts)}
+
+
+def score_patients(scores: pd.DataFrame, what: str, *, auc_ci: str = "logit") -> dict[str, Any]:
+    """AUCs with CIs, both policies' test ACC/SEN/SPE and the training ACC/SEN/SPE of one set of patient scores.
 
     Parameters
     ----------
@@ -324,21 +380,24 @@ def score_patients(scores: pd.DataFrame, what: str) -> dict[str, Any]:
         Patient scores as returned by :func:`seed_ensemble`.
     what : str
         Name of the caller, for the error message.
+    auc_ci : {"logit", "wald"}, default "logit"
+        Scale of the DeLong AUC intervals (:func:`pdstudy.stats.delong_auc_ci`).
 
     Returns
     -------
     dict
-        ``n_train, n_val, n_test``, ``train_auc``/``test_auc`` with ``_lo``/``_hi``, and for each policy
-        ``P``: ``P_threshold``, ``P_tp, P_fp, P_tn, P_fn`` and ``P_acc`` ... ``P_spe_hi``.
+        ``n_train, n_val, n_test`` and ``n_<split>_poor`` / ``n_<split>_good``; ``train_auc``/``test_auc``
+        with ``_lo``/``_hi``; for each policy ``P``: ``P_threshold``, ``P_tp, P_fp, P_tn, P_fn`` and
+        ``P_acc`` ... ``P_spe_hi`` on the test patients; ``train_acc`` ... ``train_spe_hi`` (and
+        ``train_tp`` ... ``train_fn``): the training patients at the ``youden_val`` threshold (NaN without one).
 
     Raises
     ------
     ValueError
-        When the test split lacks poor or good responders.
+        When the test split lacks poor or good responders, or on an unknown ``auc_ci``.
     """
-    out: dict[str, Any] = {}
-    for split in ("train", "val", "test"):
-        out[f"n_{split}"] = int((scores["split"] == split).sum())
+    check_auc_ci(auc_ci, "auc_ci")
+    out: dict[str, Any] = dict(class_counts(scores))
     test = scores[scores["split"] == "test"]
     if not has_both_classes(test["y"].to_numpy()):
         raise ValueError(f"{what}: the test split needs poor and good responders; it has "
@@ -346,32 +405,29 @@ def score_patients(scores: pd.DataFrame, what: str) -> dict[str, Any]:
     for split in ("train", "test"):
         sub = scores[scores["split"] == split]
         if has_both_classes(sub["y"].to_numpy()):
-            auc, lo, hi = delong_auc_ci(sub["y"].to_numpy(), sub["score"].to_numpy())
+            auc, lo, hi = delong_auc_ci(sub["y"].to_numpy(), sub["score"].to_numpy(), method=auc_ci)
         else:
             auc = lo = hi = float("nan")
         out[f"{split}_auc"], out[f"{split}_auc_lo"], out[f"{split}_auc_hi"] = auc, lo, hi
     for policy in POLICIES:
         thr = choose_threshold(scores, policy)
         out[f"{policy}_threshold"] = thr
-        if math.isnan(thr):
-            counts = dict.fromkeys(("tp", "fp", "tn", "fn"), float("nan"))
-            rates = {f"{m}{s}": float("nan") for m in METRICS for s in ("", "_lo", "_hi")}
-        else:
-            pred = test["score"].to_numpy() >= thr
-            y = test["y"].to_numpy() == 1
-            counts = {"tp": int((pred & y).sum()), "fp": int((pred & ~y).sum()),
-                      "tn": int((~pred & ~y).sum()), "fn": int((~pred & y).sum())}
-            rates = rate_metrics(**counts)
-        out.update({f"{policy}_{k}": v for k, v in counts.items()})
-        out.update({f"{policy}_{k}": v for k, v in rates.items()})
+        out.update({f"{policy}_{k}": v for k, v in _confusion(test, thr).items()})
+    train = scores[scores["split"] == "train"]
+    thr = out["youden_val_threshold"] if len(train) else float("nan")
+    out.update({f"train_{k}": v for k, v in _confusion(train, thr).items()})
     return out
 
 
 _SPREAD_KEYS: Final = ("test_auc", *(f"{p}_{m}" for p in POLICIES for m in METRICS))
 
 
-def score_with_seeds(rows: pd.DataFrame, what: str) -> dict[str, Any]:
-    """:func:`score_patients` of the seed-averaged score, plus per-seed mean and SD of the main metrics.
+def score_with_seeds(rows: pd.DataFrame, what: str, *, auc_ci: str = "logit") -> dict[str, Any]:
+    """:func:`score_patients` of the seed ensemble, plus the mean and SD of per-seed single models.
+
+    The main numbers are those of the seed ensemble (each patient's mean score over the seeds, over the
+    patients in the same split in every seed). The spread evaluates each seed's model on its own, on that
+    seed's full train/val/test splits (its own validation patients choose its own threshold).
 
     Parameters
     ----------
@@ -379,6 +435,8 @@ def score_with_seeds(rows: pd.DataFrame, what: str) -> dict[str, Any]:
         Validated prediction rows of one method and stage (fixed split, any seeds).
     what : str
         Name of the caller, for the error message.
+    auc_ci : {"logit", "wald"}, default "logit"
+        Scale of the DeLong AUC intervals.
 
     Returns
     -------
@@ -388,8 +446,9 @@ def score_with_seeds(rows: pd.DataFrame, what: str) -> dict[str, Any]:
     """
     seeds = sorted(rows["seed"].unique())
     ens = seed_ensemble(rows)
-    out = {"n_seeds": len(seeds), **score_patients(ens, what)}
-    per_seed = [score_patients(seed_ensemble(rows[rows["seed"] == s]), f"{what}, seed {s}") for s in seeds]
+    out = {"n_seeds": len(seeds), **score_patients(ens, what, auc_ci=auc_ci)}
+    per_seed = [score_patients(seed_ensemble(rows[rows["seed"] == s]), f"{what}, seed {s}", auc_ci=auc_ci)
+                for s in seeds]
     for key in _SPREAD_KEYS:
         vals = np.array([p[key] for p in per_seed], dtype=float)
         ok = vals[~np.isnan(vals)]

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pdstudy.core.methods import method_from_id
-from pdstudy.evaluate._notes import CLASS_NOTE, POLICY_NOTE
+from pdstudy.evaluate._notes import CLASS_NOTE, POLICY_NOTE, small_sample_notes, training_note
 from pdstudy.evaluate._scores import METRICS, POLICIES, POLICY_LABELS, choose_threshold, method_scores
 from pdstudy.evaluate.readers import rate_metrics, reader_metrics
 from pdstudy.stats import holm, mcnemar_exact
@@ -63,6 +63,9 @@ def table3(
     scores = method_scores(preds, method_id)
     test = scores[scores["split"] == "test"].sort_values("patient_id").reset_index(drop=True)
     label = method_from_id(method_id).label
+    val = scores[scores["split"] == "val"]
+    test_counts = {"n_test_poor": int(test["y"].sum()), "n_test_good": int(len(test) - test["y"].sum())}
+    val_counts = {"n_val": len(val), "n_val_poor": int(val["y"].sum()), "n_val_good": int(len(val) - val["y"].sum())}
     rm = reader_metrics(readers, test[["patient_id", "response"]])
     calls = readers.assign(patient_id=readers["patient_id"].astype(str), reader_id=readers["reader_id"].astype(str))
     rows: list[dict[str, Any]] = []
@@ -70,9 +73,9 @@ def table3(
         name = str(r["reader_id"])
         if r["simulated"] and "simulated" not in name.lower():
             name += " (simulated)"
-        rows.append({"row": name, "kind": "reader", **r.to_dict()})
+        rows.append({"row": name, "kind": "reader", **r.to_dict(), **test_counts})
     avg = {"row": "Average (readers)", "kind": "average", "n": int(rm["n"].iloc[0]) if len(rm) else 0,
-           "simulated": bool(rm["simulated"].any())}
+           "simulated": bool(rm["simulated"].any()), **test_counts}
     for m in METRICS:
         avg[m] = float(rm[m].mean())
     rows.append(avg)
@@ -81,7 +84,8 @@ def table3(
     for pol in (policy, *(p for p in POLICIES if p != policy)):
         thr = choose_threshold(scores, pol)
         row: dict[str, Any] = {"row": f"{label} ({POLICY_LABELS[pol]})", "kind": "model", "policy": pol,
-                               "threshold": thr, "n": len(test), "simulated": False}
+                               "threshold": thr, "n": len(test), "simulated": False, **test_counts,
+                               **(val_counts if pol == "youden_val" else {})}
         if math.isnan(thr):
             model_pred[pol] = None
             row.update({k: float("nan") for k in ("tp", "fp", "tn", "fn")})
@@ -108,12 +112,15 @@ def table3(
         r["mcnemar_p_holm"] = float(p)
     columns = ["row", "kind", "reader_id", "years_experience", "simulated", "policy", "threshold", "n",
                "tp", "fp", "tn", "fn", *(f"{m}{s}" for m in METRICS for s in ("", "_lo", "_hi")),
-               "mcnemar_b", "mcnemar_c", "mcnemar_p", "mcnemar_p_holm"]
+               "mcnemar_b", "mcnemar_c", "mcnemar_p", "mcnemar_p_holm", "n_test_poor", "n_test_good", "n_val",
+               "n_val_poor", "n_val_good"]
     table = pd.DataFrame(rows).reindex(columns=columns)
+    n_seeds = int(scores["n_seeds"].iloc[0])
     notes = [
-        f"Test patients: {len(test)} ({int(y.sum())} poor, {int(len(y) - y.sum())} good). Model: {label}, final "
-        f"stage, {scores['n_seeds'].iloc[0]} seed(s)"
-        + (" (seed-averaged score)." if scores["n_seeds"].iloc[0] > 1 else "."),
+        f"Test patients: {len(test)} ({int(y.sum())} poor, {int(len(y) - y.sum())} good); the 'Youden on val' "
+        f"threshold is chosen on {len(val)} validation patients ({val_counts['n_val_poor']} poor, "
+        f"{val_counts['n_val_good']} good). Model: {label}, final stage, {n_seeds} seed(s)"
+        + (" (seed ensemble)." if n_seeds > 1 else "."),
         POLICY_NOTE,
         f"McNemar: exact two-sided test of the model ('{POLICY_LABELS[policy]}') against each reader on the "
         "same test patients; b = model right and reader wrong, c = model wrong and reader right; "
@@ -129,6 +136,11 @@ def table3(
     if pred is None:
         notes.append(f"'{POLICY_LABELS[policy]}' is not available (no validation patients of both classes): no "
                      "McNemar tests; pass policy='youden_test' to compare the optimistic operating point.")
+    notes.extend(small_sample_notes(rows))
+    notes.append(training_note())
+    if n_seeds > 1:
+        notes.append(f"The model rows are the SEED ENSEMBLE: each test patient's mean score across {n_seeds} seeds "
+                     "(an ensemble of one model per seed, not a single model as in the paper).")
     notes.append(CLASS_NOTE)
     table.attrs.update(table="table3", notes=notes)
     return table

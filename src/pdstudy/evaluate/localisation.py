@@ -10,9 +10,27 @@ import pandas as pd
 from scipy import ndimage
 
 from pdstudy.core.hashing import derive_seed
-from pdstudy.core.vocab import RECIST_CODES
+from pdstudy.core.vocab import RECIST_CODES, RESPONSES
 from pdstudy.data.cache import PreparedCohort
 from pdstudy.stats import wilson_ci
+
+
+def explained_target(info: Mapping[str, Any]) -> str:
+    """What a set of CAMs explains, from the ``info`` of :func:`pdstudy.learn.cam.compute_cam`.
+
+    Returns ``"predicted"`` (each slice's predicted class), ``"true"`` (the patient's true class) or,
+    for one fixed class, its response name (``"poor"`` for class 1). An ``info`` without ``target``
+    (maps of class 1 only, as before targets existed) gives ``"poor"``.
+    """
+    target = info.get("target", "fixed")
+    if target in ("predicted", "true"):
+        return str(target)
+    if target != "fixed":
+        raise ValueError(f"info['target'] must be 'predicted', 'true' or 'fixed', got {target!r}")
+    cls = info.get("target_class", 1)
+    if cls not in range(len(RESPONSES)):
+        raise ValueError(f"info['target_class'] must be 0 (good) or 1 (poor), got {cls!r}")
+    return RESPONSES[cls]
 
 
 def to_grid(arr: np.ndarray, side: int, crop_size: int | None = None) -> np.ndarray:
@@ -48,7 +66,7 @@ def estimate_body_masks(images_uint8: np.ndarray, *, threshold: int = 20) -> np.
 
 
 _SCORE_COLUMNS: Final = ("slice", "tumour_px", "reference_px", "energy_in_mask", "chance_energy", "pointing_hit",
-                         "chance_pointing", "peak_row", "peak_col", "n_peak_px")
+                         "chance_pointing", "peak_row", "peak_col", "n_peak_px", "constant")
 
 
 def _peak(cam: np.ndarray) -> tuple[int, int, int]:
@@ -83,8 +101,10 @@ def localisation_scores(
     DataFrame
         One row per slice, in order: ``slice`` (position in the batch), ``tumour_px``, ``reference_px``
         (body or crop pixels), ``energy_in_mask``, ``chance_energy``, ``pointing_hit`` (nullable
-        boolean), ``chance_pointing``, ``peak_row``, ``peak_col``, ``n_peak_px``. Scores are NaN
-        (``pointing_hit`` NA) when the cropped mask is empty or the CAM is constant.
+        boolean), ``chance_pointing``, ``peak_row``, ``peak_col``, ``n_peak_px``, ``constant`` (the CAM
+        has no peak: all its values equal, e.g. all zero after Grad-CAM's ReLU). Scores are NaN
+        (``pointing_hit`` NA) when the cropped mask is empty or the CAM is constant; constant maps are
+        counted by :func:`localisation_summary` (``n_constant``).
 
     Notes
     -----
@@ -104,15 +124,16 @@ def localisation_scores(
     for i, (cam, mask, ref) in enumerate(zip(cams, tumour, reference)):
         dilated = ndimage.binary_dilation(mask, structure=np.ones((3, 3), dtype=bool))
         total = cam.sum()
+        constant = not (total > 0 and cam.max() > cam.min())
         row: dict[str, Any] = {
             "slice": i, "tumour_px": int(mask.sum()), "reference_px": int(ref.sum()),
             "energy_in_mask": np.nan, "chance_energy": np.nan, "pointing_hit": pd.NA, "chance_pointing": np.nan,
-            "peak_row": -1, "peak_col": -1, "n_peak_px": 0,
+            "peak_row": -1, "peak_col": -1, "n_peak_px": 0, "constant": constant,
         }
         if mask.any() and ref.any():
             row["chance_energy"] = float((mask & ref).sum() / ref.sum())
             row["chance_pointing"] = float((dilated & ref).sum() / ref.sum())
-        if mask.any() and total > 0 and cam.max() > cam.min():
+        if mask.any() and not constant:
             r, c, n = _peak(cam)
             row |= {"energy_in_mask": float(cam[mask].sum() / total), "pointing_hit": bool(dilated[r, c]),
                     "peak_row": r, "peak_col": c, "n_peak_px": n}
@@ -139,8 +160,10 @@ def localisation_summary(
     Returns
     -------
     DataFrame
-        Rows ``energy_in_mask`` and ``pointing_game`` with ``n_slices`` (scored), ``n_unscored``,
-        ``value`` (mean energy / hit rate), ``chance`` (mean chance level), ``excess`` (value - chance),
+        Rows ``energy_in_mask`` and ``pointing_game`` with ``n_slices`` (scored), ``n_unscored`` (not
+        scored: empty cropped mask or constant map), ``n_constant`` (constant maps, no peak; counted in
+        ``n_unscored``; NA when ``per_slice`` has no ``constant`` column), ``value`` (mean energy / hit
+        rate), ``chance`` (mean chance level), ``excess`` (value - chance),
         ``ci_low``/``ci_high`` (pointing game only), ``hits`` and ``note``.
 
     Notes
@@ -156,19 +179,24 @@ def localisation_summary(
     if info is not None and info.get("method_note"):
         notes.insert(0, str(info["method_note"]))
     n = len(scored)
+    flagged = "constant" in per_slice.columns
+    n_constant = int(per_slice["constant"].astype(bool).sum()) if flagged else pd.NA
+    if flagged and n_constant:
+        notes.insert(0, f"{n_constant} of {len(per_slice)} maps constant (no peak): not scored")
     hits = int(scored["pointing_hit"].astype(bool).sum()) if n else 0
     lo, hi = wilson_ci(hits, n, level) if n else (np.nan, np.nan)
     energy = float(scored["energy_in_mask"].mean()) if n else np.nan
     chance_e = float(scored["chance_energy"].mean()) if n else np.nan
     rate = hits / n if n else np.nan
     chance_p = float(scored["chance_pointing"].mean()) if n else np.nan
-    common = {"n_slices": n, "n_unscored": len(per_slice) - n, "note": "; ".join(notes)}
+    common = {"n_slices": n, "n_unscored": len(per_slice) - n, "n_constant": n_constant, "note": "; ".join(notes)}
     return pd.DataFrame([
         {"metric": "energy_in_mask", **common, "value": energy, "chance": chance_e, "excess": energy - chance_e,
          "ci_low": np.nan, "ci_high": np.nan, "hits": pd.NA},
         {"metric": "pointing_game", **common, "value": rate, "chance": chance_p, "excess": rate - chance_p,
          "ci_low": lo, "ci_high": hi, "hits": hits},
-    ], columns=["metric", "n_slices", "n_unscored", "value", "chance", "excess", "ci_low", "ci_high", "hits", "note"])
+    ], columns=["metric", "n_slices", "n_unscored", "n_constant", "value", "chance", "excess", "ci_low", "ci_high",
+                "hits", "note"])
 
 
 def select_examples(

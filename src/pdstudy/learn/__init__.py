@@ -3,6 +3,7 @@ distributed training, distillation chains with their stage cache, and class acti
 
 from pdstudy.learn.cam import (
     CAM_METHODS,
+    CAM_TARGETS,
     COARSE_MAX_SIDE,
     coarse_message,
     compute_cam,
@@ -22,6 +23,7 @@ from pdstudy.learn.device import (
     resolve_device,
 )
 from pdstudy.learn.distill import (
+    TRAINING_CODE_VERSION,
     ChainResult,
     Context,
     ModelSettings,
@@ -67,7 +69,9 @@ from pdstudy.learn.models import (
     count_parameters,
     get_architecture,
     gradcam_target_layer,
+    local_weights_file,
     model_noise,
+    weights_file_sha256,
 )
 from pdstudy.learn.train import (
     OPTIMIZERS,
@@ -92,6 +96,7 @@ __all__ = [
     "Architecture",
     "AugmentConfig",
     "CAM_METHODS",
+    "CAM_TARGETS",
     "COARSE_MAX_SIDE",
     "ChainResult",
     "Context",
@@ -108,6 +113,7 @@ __all__ = [
     "SliceSet",
     "StageResult",
     "TORCHRUN_VARIABLES",
+    "TRAINING_CODE_VERSION",
     "TrainConfig",
     "TrainOutcome",
     "World",
@@ -131,6 +137,7 @@ __all__ = [
     "label_smoothing_ce",
     "load_checkpoint",
     "loader_settings",
+    "local_weights_file",
     "lr_at",
     "make_optimizer",
     "model_noise",
@@ -155,6 +162,7 @@ __all__ = [
     "top_k_mean",
     "train_model",
     "train_step",
+    "weights_file_sha256",
     "world",
     "wrap_ddp",
 ]

@@ -1,4 +1,7 @@
-"""Class activation maps for class ``poor`` (Grad-CAM, Grad-CAM++, EigenCAM) at the classifier's last feature map.
+"""Class activation maps (Grad-CAM, Grad-CAM++, EigenCAM) at the classifier's last feature map.
+
+Each slice's map explains the class the model predicts for it (``target="predicted"``, the default), the
+patient's true class (``"true"``) or one fixed class (an int, 1 = ``poor``).
 
 Maps as coarse as 2x2 are flagged ``too_coarse``. Scores against the tumour mask are in
 :mod:`pdstudy.evaluate.localisation`, Fig. 5 overlays in :mod:`pdstudy.report.cam`. See docs/training.md,
@@ -8,7 +11,7 @@ Maps as coarse as 2x2 are flagged ``too_coarse``. Scores against the tumour mask
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -26,10 +29,14 @@ from pdstudy.learn.train import input_norm
 
 __all__ = [
     "CAM_METHODS",
+    "CAM_TARGETS",
     "COARSE_MAX_SIDE",
     "coarse_message",
     "compute_cam",
 ]
+
+#: What a CAM explains, per slice: the class the model predicts (default) or the patient's true class.
+CAM_TARGETS: Final = ("predicted", "true")
 
 #: CAM method name -> ``grad-cam`` class. EigenCAM uses no gradients and so ignores the target class.
 CAM_METHODS: Final[Mapping[str, type[BaseCAM]]] = MappingProxyType(
@@ -60,6 +67,26 @@ def _model_input(model: nn.Module, images_uint8: np.ndarray, crop_size: int) -> 
     return to_model_input(centre_crop(x, crop_size), *input_norm(model))
 
 
+def _check_target(target: str | int, labels: Sequence[int] | np.ndarray | None, n: int) -> np.ndarray | None:
+    """Validate ``target``/``labels``; returns the labels as an int array (``target="true"``) or None."""
+    if isinstance(target, bool) or not isinstance(target, (str, int, np.integer)):
+        raise ValueError(f"target must be one of {list(CAM_TARGETS)} or a class index, got {target!r}")
+    if isinstance(target, str) and target not in CAM_TARGETS:
+        raise ValueError(f"target must be one of {list(CAM_TARGETS)} or a class index, got {target!r}")
+    if not isinstance(target, str) and target < 0:
+        raise ValueError(f"target must be a class index >= 0, got {target}")
+    if target != "true":
+        if labels is not None:
+            raise ValueError(f"labels are only used with target='true', got target={target!r}")
+        return None
+    if labels is None:
+        raise ValueError("target='true' needs labels: the class (1 = poor) of each slice's patient")
+    arr = np.asarray(labels)
+    if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer) or (arr < 0).any():
+        raise ValueError(f"labels must be {n} class indices >= 0 (one per slice), got {arr.dtype} {arr.shape}")
+    return arr.astype(np.int64)
+
+
 def compute_cam(
     model: nn.Module,
     arch_name: str,
@@ -67,10 +94,11 @@ def compute_cam(
     *,
     crop_size: int,
     method: str = "gradcam",
-    target_class: int = 1,
+    target: str | int = "predicted",
+    labels: Sequence[int] | np.ndarray | None = None,
     batch_size: int = 32,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Class activation maps of ``target_class`` (1 = ``poor``) for a batch of cached slices.
+    """Class activation maps for a batch of cached slices, of the class each slice is predicted (default).
 
     Parameters
     ----------
@@ -85,8 +113,14 @@ def compute_cam(
         Centre crop fed to the model (the evaluation crop of the run).
     method : str
         Key of :data:`CAM_METHODS`.
-    target_class : int
-        Class whose logit is explained (``ClassifierOutputTarget``); 1 = ``poor``.
+    target : {"predicted", "true"} or int
+        Class whose logit is explained (``ClassifierOutputTarget``), per slice: ``"predicted"`` (default)
+        the class the model predicts for that slice (argmax of its logits; with two classes,
+        ``poor`` when p(poor) > 0.5); ``"true"`` the class in ``labels`` (the patient's true response);
+        an int, that class for every slice (1 = ``poor``).
+    labels : sequence of int, optional
+        With ``target="true"`` (and only then): the class of each slice, e.g. ``label_of(response)`` of
+        its patient.
     batch_size : int
         Slices per forward/backward pass.
 
@@ -95,11 +129,12 @@ def compute_cam(
     cams : ndarray
         ``(B, crop_size, crop_size)`` float32 in [0, 1], aligned with the centre crop.
     info : dict
-        ``method``, ``arch``, ``target_class``, ``target_layer`` (module path), ``crop_size``,
-        ``feature_map_size`` (h, w) at the target layer (hooked), ``cell_px`` (crop pixels per
-        feature-map cell), ``too_coarse`` (bool), ``message`` (the too-coarse message or None),
-        ``probs`` (``(B,)`` softmax probability of ``target_class`` from the same forward pass) and
-        ``method_note`` (for EigenCAM: class-agnostic).
+        ``method``, ``arch``, ``target`` (``"predicted"``, ``"true"`` or ``"fixed"``), ``target_class``
+        (the int of a fixed target, else None), ``targets`` (``(B,)`` class explained per slice),
+        ``target_layer`` (module path), ``crop_size``, ``feature_map_size`` (h, w) at the target layer
+        (hooked), ``cell_px`` (crop pixels per feature-map cell), ``too_coarse`` (bool), ``message``
+        (the too-coarse message or None), ``probs`` (``(B,)`` softmax probability of class 1, ``poor``,
+        from the same forward pass) and ``method_note`` (for EigenCAM: class-agnostic).
 
     Warns
     -----
@@ -112,6 +147,7 @@ def compute_cam(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     layer = gradcam_target_layer(model, arch_name)
     images = _as_uint8_slices(images_uint8)
+    true_labels = _check_target(target, labels, len(images))
     _model_input(model, images[:1], crop_size)  # fail early on a bad crop, before touching the model
     params = list(model.parameters())
     saved = [(p.requires_grad, p.grad) for p in params]
@@ -122,7 +158,7 @@ def compute_cam(
         shapes.append(tuple(output.shape))
 
     hook = layer.register_forward_hook(record_shape)
-    cams, probs = [], []
+    cams, probs, explained = [], [], []
     try:
         model.eval()
         for p in params:  # gradients are needed at the feature map only, not for the weights
@@ -131,12 +167,21 @@ def compute_cam(
             device = next(model.parameters()).device
             for i in range(0, len(images), batch_size):
                 x = _model_input(model, images[i:i + batch_size], crop_size).to(device).requires_grad_(True)
-                targets = [ClassifierOutputTarget(target_class)] * len(x)
+                with torch.no_grad():
+                    logits = model(x)
+                if target == "predicted":
+                    classes = logits.argmax(dim=1).cpu().numpy()
+                else:
+                    classes = true_labels[i:i + batch_size] if target == "true" else np.full(len(x), int(target))
+                if int(classes.max()) >= logits.shape[1]:
+                    raise ValueError(f"target class {int(classes.max())} is not among the model's "
+                                     f"{logits.shape[1]} classes")
                 try:
-                    cams.append(cam(input_tensor=x, targets=targets))
+                    cams.append(cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in classes]))
                 except IndexError as exc:  # grad-cam's __exit__ would swallow an IndexError
                     raise RuntimeError(f"{method} failed on {arch_name}: {exc}") from exc
-                probs.append(torch.softmax(cam.outputs.detach().float(), dim=1)[:, target_class].cpu().numpy())
+                probs.append(torch.softmax(cam.outputs.detach().float(), dim=1)[:, 1].cpu().numpy())
+                explained.append(np.asarray(classes, dtype=np.int64))
     finally:
         hook.remove()
         for p, (requires_grad, grad) in zip(params, saved):
@@ -152,7 +197,9 @@ def compute_cam(
     info: dict[str, Any] = {
         "method": method,
         "arch": arch_name,
-        "target_class": target_class,
+        "target": target if isinstance(target, str) else "fixed",
+        "target_class": None if isinstance(target, str) else int(target),
+        "targets": np.concatenate(explained),
         "target_layer": layer_name,
         "crop_size": crop_size,
         "feature_map_size": (int(height), int(width)),

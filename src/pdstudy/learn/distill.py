@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pandas as pd
 import torch
@@ -23,7 +23,7 @@ from pdstudy.data.predictions import PREDICTION_COLUMNS
 from pdstudy.data.splits import ids_hash
 from pdstudy.learn import distributed
 from pdstudy.learn.dataset import SliceSet
-from pdstudy.learn.models import build_model, get_architecture
+from pdstudy.learn.models import build_model, get_architecture, local_weights_file, weights_file_sha256
 from pdstudy.learn.train import (
     TrainConfig,
     load_checkpoint,
@@ -33,6 +33,12 @@ from pdstudy.learn.train import (
     train_model,
 )
 from pdstudy.stats import roc_auc
+
+#: Version of the training code's results, part of every stage key (:func:`stage_key`). Bump it whenever
+#: a change to training (``pdstudy.learn.train``, ``dataset``, ``losses``, ``models``, this module) would
+#: give a stage other weights or slice probabilities for the same settings, so that no stage trained by
+#: the old code is reused.
+TRAINING_CODE_VERSION: Final = "1"
 
 
 def parse_chain(chain: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -54,7 +60,9 @@ class ModelSettings:
     pretrained : bool or "auto"
         ImageNet weights from timm's hub cache (Algorithm 1 initialises every model from them).
     weights_dir : str, optional
-        Folder of local weight files named ``<timm tag>.safetensors`` or ``.pth`` (offline use).
+        Folder of local weight files named ``<timm tag>.safetensors``, ``.pth`` or ``.pt`` (offline use;
+        see :func:`pdstudy.learn.models.local_weights_file`). A file found there is loaded whatever
+        ``pretrained`` says, and its SHA-256 is part of the stage key.
     stand_ins : bool
         Build the quick-profile stand-in of each paper architecture (tiny timm test models).
     drop_rate, drop_path_rate : float
@@ -75,17 +83,13 @@ class ModelSettings:
             return QUICK_STAND_INS[name]
         raise ValueError(f"no quick-profile stand-in for {name!r}; stand-ins exist for {sorted(QUICK_STAND_INS)}")
 
+    def weights_file(self, name: str) -> Path | None:
+        """The local weights file :meth:`build` loads for a study name (None: none in ``weights_dir``)."""
+        return local_weights_file(self.weights_dir, self.built_arch(name))
+
     def build(self, name: str, *, noisy: bool) -> torch.nn.Module:
         arch = self.built_arch(name)
-        weights = None
-        if self.weights_dir:
-            tag = get_architecture(arch).timm_tag
-            for suffix in (".safetensors", ".pth", ".pt"):
-                cand = Path(self.weights_dir) / f"{tag}{suffix}"
-                if cand.exists():
-                    weights = cand
-                    break
-        return build_model(arch, pretrained=self.pretrained, weights_path=weights,  # type: ignore[arg-type]
+        return build_model(arch, pretrained=self.pretrained, weights_path=self.weights_file(name),  # type: ignore[arg-type]
                            drop_rate=self.drop_rate if noisy else 0.0,
                            drop_path_rate=self.drop_path_rate if noisy else 0.0)
 
@@ -139,14 +143,23 @@ def stage_key(ctx: Context, arch: str, *, noisy: bool, upstream_sha: str | None)
     return stable_hash({
         "arch": arch, "built": ctx.settings.built_arch(arch), "pretrained": str(ctx.settings.pretrained),
         "model": {"tag": built.timm_tag, "kwargs": dict(built.model_kwargs)},
-        "weights_dir": bool(ctx.settings.weights_dir),
+        "weights": _weights_identity(ctx.settings, arch), "code": TRAINING_CODE_VERSION,
         "noise": [ctx.settings.drop_rate, ctx.settings.drop_path_rate] if noisy else [0.0, 0.0],
         "train": ctx.train_cfg.to_dict() if upstream_sha else
         {k: v for k, v in ctx.train_cfg.to_dict().items() if k not in ("alpha", "temperature", "kd_convention")},
         "train_ids": ids_hash(train_ids), "val_ids": ids_hash(val_ids), "fold": ctx.fold, "repeat": ctx.repeat,
-        "seed": ctx.seed, "manifest": ctx.prepared.meta["manifest_sha256"], "cache": ctx.prepared.root.name,
+        "seed": ctx.seed, "manifest": ctx.prepared.meta["manifest_sha256"],
+        # the cache's content, not its folder name (which also keys file times): a regenerated, identical
+        # cohort trains the same models
+        "cache": ctx.prepared.meta.get("content_sha256", ctx.prepared.root.name),
         "upstream": upstream_sha, "top_k": ctx.top_k,
     }, length=20)
+
+
+def _weights_identity(settings: ModelSettings, arch: str) -> dict[str, str] | None:
+    """Suffix and SHA-256 of the local weights file a stage starts from (None: no file in ``weights_dir``)."""
+    path = settings.weights_file(arch)
+    return None if path is None else {"suffix": path.suffix, "sha256": weights_file_sha256(path)}
 
 
 def run_stage(ctx: Context, arch: str, *, noisy: bool, teacher: StageResult | None, desc: str) -> StageResult:
@@ -182,6 +195,7 @@ def run_stage(ctx: Context, arch: str, *, noisy: bool, teacher: StageResult | No
             "resumed_from_epoch": outcome.resumed_from_epoch, "selected_epoch": outcome.selected_epoch,
             "history": outcome.history, "seed": ctx.seed, "fold": ctx.fold, "repeat": ctx.repeat,
             "train_config": ctx.train_cfg.to_dict(), "settings": asdict(ctx.settings),
+            "weights_file": _weights_identity(ctx.settings, arch), "training_code_version": TRAINING_CODE_VERSION,
             "world_size": distributed.world().size}
     write_json(meta_path, meta)
     distributed.barrier()
@@ -225,7 +239,12 @@ def run_method(ctx: Context, method: Method) -> ChainResult:
 
 
 def stage_predictions(ctx: Context, stage: StageResult, method: Method, index: int) -> pd.DataFrame:
-    """Patient-level predictions of one stage in the documented prediction schema."""
+    """Patient-level predictions of one stage in the documented prediction schema.
+
+    ``score`` is the mean of the patient's top ``ctx.top_k`` slice probabilities; ``n_slices`` is the
+    number of the patient's slices in the slice cache (its rows of ``ctx.prepared.index``), so a reader
+    sees when ``score`` averages fewer than ``top_k`` slices.
+    """
     everyone = ctx.subset("train", "val", "test")
     scores = patient_scores(everyone, stage.slice_probs, k=ctx.top_k)
     pts = ctx.patients.set_index("patient_id").loc[scores.index]
@@ -233,6 +252,7 @@ def stage_predictions(ctx: Context, stage: StageResult, method: Method, index: i
         "patient_id": scores.index, "split": pts["split"].to_numpy(), "response": pts["response"].to_numpy(),
         "recist": pts["recist"].to_numpy(), "score": scores.to_numpy(), "method": method.id, "stage": index,
         "seed": ctx.seed, "fold": ctx.fold, "repeat": ctx.repeat,
+        "n_slices": [len(everyone.rows[pid]) for pid in scores.index],
     }, columns=list(PREDICTION_COLUMNS))
 
 

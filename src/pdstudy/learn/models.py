@@ -8,6 +8,7 @@ docs/training.md, "Models by registry name".
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import re
@@ -24,6 +25,7 @@ from huggingface_hub import constants as hf_constants
 from timm.layers import DropPath
 from torch import nn
 
+from pdstudy.core.hashing import sha256_file
 from pdstudy.core.methods import ARCH_ALIASES, QUICK_STAND_INS
 
 __all__ = [
@@ -38,7 +40,9 @@ __all__ = [
     "count_parameters",
     "get_architecture",
     "gradcam_target_layer",
+    "local_weights_file",
     "model_noise",
+    "weights_file_sha256",
 ]
 
 
@@ -170,6 +174,8 @@ NOISE_CAPABILITIES: Final[Mapping[str, Mapping[str, bool]]] = MappingProxyType(
 
 _NOISE_MEANING: Final = {"drop_rate": "dropout", "drop_path_rate": "stochastic depth"}
 _WEIGHT_SUFFIXES: Final = (".safetensors", ".pth", ".pt", ".bin")
+#: Names looked for in a ``weights_dir``, in this order: ``<timm tag><suffix>``.
+_WEIGHTS_DIR_SUFFIXES: Final = (".safetensors", ".pth", ".pt")
 
 
 class PretrainedWeightsUnavailableError(RuntimeError):
@@ -198,6 +204,71 @@ def get_architecture(name: str) -> Architecture:
         f"unknown architecture {name!r}; valid choices: {', '.join(available_architectures())}"
         f" (aliases: {', '.join(f'{a}={t}' for a, t in ALIASES.items())})"
     )
+
+
+def local_weights_file(weights_dir: str | Path | None, name: str) -> Path | None:
+    """The weights file a study build of ``name`` loads from ``weights_dir``, or None.
+
+    Parameters
+    ----------
+    weights_dir : str or Path or None
+        Folder of local weight files named ``<timm tag>.safetensors`` (or ``.pth``, ``.pt``, looked
+        for in that order); None or ``""``: no folder.
+    name : str
+        Architecture actually built (a key of :data:`PAPER_ARCHITECTURES` or :data:`QUICK_ARCHITECTURES`,
+        or an alias); its table row gives the timm tag.
+
+    Returns
+    -------
+    pathlib.Path or None
+        The first existing file, or None when ``weights_dir`` is unset or holds none for this tag (the
+        model is then built as ``pretrained`` says).
+    """
+    tag = get_architecture(name).timm_tag
+    if weights_dir is None or str(weights_dir) == "":
+        return None
+    if not isinstance(weights_dir, (str, Path)):
+        raise TypeError(f"weights_dir must be a folder path (str or Path) or None, got {type(weights_dir).__name__}")
+    for suffix in _WEIGHTS_DIR_SUFFIXES:
+        candidate = Path(weights_dir) / f"{tag}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def weights_file_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a weights file's bytes, computed once per process while the file is unchanged.
+
+    The digest is cached under the file's resolved path, size, inode and modification and change
+    times (ns), so the same file is read once per process however many stage keys use it, and a
+    file replaced or rewritten under the same name is read again.
+
+    Parameters
+    ----------
+    path : str or Path
+        An existing file.
+
+    Returns
+    -------
+    str
+        64 hex digits.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` is not a file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"weights file not found: {p} (path)")
+    st = p.stat()
+    return _cached_sha256(str(p.resolve()), st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_sha256(path: str, size: int, inode: int, mtime_ns: int, ctime_ns: int) -> str:
+    """SHA-256 of a file, memoised on its identity (the arguments after ``path``; see :func:`weights_file_sha256`)."""
+    return sha256_file(path)
 
 
 def _noise_kwargs(name: str, family: str, drop_rate: float, drop_path_rate: float) -> dict[str, float]:

@@ -1,7 +1,7 @@
 """One training loop for teachers and students, with exact resume, and batched slice inference.
 
-Warmup then cosine learning rate (Eq. 2), atomic per-epoch checkpoints with their SHA-256, model
-selection, top-k patient scores. See docs/training.md, "The training loop".
+Warmup then cosine learning rate (Eq. 2; per batch or per epoch), atomic per-epoch checkpoints with their
+SHA-256, model selection, top-k patient scores. See docs/training.md, "The training loop".
 """
 
 from __future__ import annotations
@@ -98,12 +98,50 @@ def input_norm(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
 
 
-def lr_at(step: int, *, total_steps: int, warmup_steps: int, base_lr: float, min_lr: float) -> float:
-    """Linear warmup to ``base_lr``, then cosine decay to ``min_lr`` (Eq. 2)."""
+def lr_at(
+    step: int,
+    *,
+    total_steps: int,
+    warmup_steps: int,
+    base_lr: float,
+    min_lr: float,
+    schedule: str = "batch",
+    steps_per_epoch: int | None = None,
+) -> float:
+    """Learning rate at global step ``step``: linear warmup to ``base_lr``, then cosine decay to ``min_lr`` (Eq. 2).
+
+    Parameters
+    ----------
+    step : int
+        Global optimisation step (0-based), ``epoch * steps_per_epoch + step in epoch``.
+    total_steps : int
+        Steps of the whole training.
+    warmup_steps : int
+        Steps of the linear warmup; step ``s < warmup_steps`` gets ``base_lr * (s + 1) / warmup_steps``.
+    base_lr, min_lr : float
+        Peak learning rate and the floor of the cosine.
+    schedule : {"batch", "epoch"}
+        ``"batch"``: the cosine moves every step (Eq. 2). ``"epoch"``: the warmup still ramps every
+        step, but after it the cosine moves once per epoch (Algorithm 1): every step of an epoch gets
+        the value of the epoch's first step, and an epoch that starts inside the warmup stays at
+        ``base_lr`` once the warmup is over.
+    steps_per_epoch : int, optional
+        Steps per epoch; required with ``schedule="epoch"``.
+
+    Returns
+    -------
+    float
+        The learning rate.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
+    if schedule == "epoch" and (steps_per_epoch is None or steps_per_epoch < 1):
+        raise ValueError(f"steps_per_epoch must be an int >= 1 with schedule='epoch', got {steps_per_epoch!r}")
     if warmup_steps > 0 and step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
+    at = step if schedule == "batch" else (step // steps_per_epoch) * steps_per_epoch
     span = max(1, total_steps - warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / span)
+    progress = min(1.0, max(0.0, (at - warmup_steps) / span))
     return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
@@ -192,6 +230,7 @@ def train_step(
     norm: tuple[tuple[float, ...], tuple[float, ...]],
     noise_seed: int,
     teacher: nn.Module | None = None,
+    teacher_norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
     channels_last: bool = False,
     loss_scale: float | None = None,
 ) -> torch.Tensor:
@@ -199,11 +238,49 @@ def train_step(
 
     Teacher (``teacher is None``): label-smoothed CE (Eq. 3); student: :func:`pdstudy.learn.losses.distillation_loss`.
     Dropout and stochastic depth draw from ``noise_seed``; ``loss_scale`` weights the backward pass (DDP shards).
+
+    Parameters
+    ----------
+    forward : nn.Module
+        The model being trained (possibly DDP-wrapped or compiled).
+    opt : torch.optim.Optimizer
+        Its optimiser.
+    x : Tensor
+        The augmented batch ``(B, 1, H, W)`` in [0, 1] (not yet normalised).
+    y : Tensor
+        Labels ``(B,)`` (1 = ``poor``).
+    cfg : TrainConfig
+    device : torch.device
+    norm : (mean, std)
+        Input normalisation of the trained model (:func:`input_norm`).
+    noise_seed : int
+        Seed of dropout and stochastic depth in this step.
+    teacher : nn.Module, optional
+        Frozen teacher (distillation); it sees the same augmented batch, normalised with its own statistics.
+    teacher_norm : (mean, std), optional
+        The teacher's input normalisation; default ``input_norm(teacher)``. Teacher and student may
+        expect different statistics (e.g. ImageNet's and Inception's 0.5/0.5).
+    channels_last : bool
+        Channels-last memory format for the inputs (CUDA).
+    loss_scale : float, optional
+        Factor on the loss before ``backward`` (a DDP shard's share of the global batch).
+
+    Returns
+    -------
+    Tensor
+        The (unscaled) loss, detached.
     """
-    x = to_model_input(x.to(device, non_blocking=True), *norm)
+    raw = x.to(device, non_blocking=True)
+    x = to_model_input(raw, *norm)
+    x_teacher = None
+    if teacher is not None:
+        teacher_norm = input_norm(teacher) if teacher_norm is None else teacher_norm
+        x_teacher = x if _same_norm(teacher_norm, norm) else to_model_input(raw, *teacher_norm)
     y = y.to(device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
+        if x_teacher is not None:
+            x_teacher = x_teacher.contiguous(memory_format=torch.channels_last)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(noise_seed)
         with _autocast(device, cfg.amp):
@@ -212,13 +289,18 @@ def train_step(
                 loss = label_smoothing_ce(logits.float(), y, cfg.beta)
             else:
                 with torch.no_grad():
-                    t_logits = teacher(x)
+                    t_logits = teacher(x_teacher)
                 loss = distillation_loss(logits.float(), t_logits.float(), y, alpha=cfg.alpha,
                                          temperature=cfg.temperature, beta=cfg.beta, convention=cfg.kd_convention)
     opt.zero_grad(set_to_none=True)
     (loss if loss_scale is None else loss * loss_scale).backward()
     opt.step()
     return loss.detach()
+
+
+def _same_norm(a: tuple[tuple[float, ...], tuple[float, ...]], b: tuple[tuple[float, ...], tuple[float, ...]]) -> bool:
+    """Whether two ``(mean, std)`` pairs are the same statistics."""
+    return tuple(map(tuple, a)) == tuple(map(tuple, b))
 
 
 def train_model(
@@ -249,7 +331,8 @@ def train_model(
     ckpt_dir : path
         Per-epoch checkpoints (``epoch_###.pt`` + ``.sha256``); resumed from when present.
     teacher : nn.Module, optional
-        Frozen teacher for distillation; run in eval mode (no noise) on the same batch.
+        Frozen teacher for distillation; run in eval mode (no noise) on the same augmented batch,
+        normalised with the teacher's own ``pretrained_cfg`` mean and std (:func:`input_norm`).
     val_set : SliceSet, optional
         Validation patients (carved from training patients) for ``select="best_val"``.
     top_k : int
@@ -294,6 +377,7 @@ def train_model(
     shard = (world.rank, world.size) if world.active else None
     n_epoch = train_set.slices_per_epoch(cfg.slices_per_patient)
     norm = input_norm(model)
+    teacher_norm = input_norm(teacher) if teacher is not None else None  # the teacher's own statistics
 
     t0 = time.perf_counter()
     done_steps = 0
@@ -309,8 +393,8 @@ def train_model(
             if world.active and n_global < 2 * world.size:
                 continue  # a last batch this small would leave a process < 2 slices (batch norm needs 2)
             g = epoch * steps + step
-            lr = lr_at(g if cfg.schedule == "batch" else epoch * steps, total_steps=total, warmup_steps=warmup,
-                       base_lr=cfg.lr, min_lr=cfg.min_lr)
+            lr = lr_at(g, total_steps=total, warmup_steps=warmup, base_lr=cfg.lr, min_lr=cfg.min_lr,
+                       schedule=cfg.schedule, steps_per_epoch=steps)
             for group in opt.param_groups:
                 group["lr"] = lr
             noise_seed = (derive_seed(seed, "noise", epoch, step) if not world.active
@@ -318,7 +402,7 @@ def train_model(
             # DDP averages gradients over ranks: weight each shard by its share of the global batch
             scale = distributed.shard_loss_scale(len(y), n_global) if world.active else None
             loss = train_step(forward, opt, x, y, cfg=cfg, device=device, norm=norm, noise_seed=noise_seed,
-                              teacher=teacher, channels_last=use_cl, loss_scale=scale)
+                              teacher=teacher, teacher_norm=teacher_norm, channels_last=use_cl, loss_scale=scale)
             if world.active:
                 loss = distributed.global_mean(loss, len(y), n_global)
             losses.append(float(loss.detach()))

@@ -1,10 +1,11 @@
 """Fig. 5: CAM overlays on CT slices with the tumour outline, and the words that go with the Grad-CAM section.
 
 * :func:`plot_overlays`: the overlay grid for any slices; :func:`plot_cam_examples`: Fig. 5 itself, one
-  test patient per RECIST category, titled with the explained model, layer and resolution (in red, with a
-  warning, when the maps are too coarse to interpret).
+  test patient per RECIST category, titled with the explained model, the class explained, layer and
+  resolution (in red, with a warning, when the maps are too coarse to interpret).
 * :func:`cam_notes`, :func:`explained_model_note`, :data:`SELECTION_NOTES`: what notebook 07 says about
-  the figure and about the choice of the model.
+  the figure and about the choice of the model; :func:`target_phrase`: which class the maps explain
+  (each slice's predicted class by default, or the patient's true class).
 * :func:`localisation_title`, :func:`localisation_notes`, :func:`highlighted_notes`,
   :data:`NO_MASKS_NOTE`: the title and notes of ``tables/gradcam_localisation``.
 """
@@ -23,8 +24,8 @@ from matplotlib.colors import Normalize
 from matplotlib.lines import Line2D
 
 from pdstudy.core.methods import CAM_METHOD_LABELS
-from pdstudy.core.vocab import RECIST_CODES, RECIST_NAMES, RECIST_TO_RESPONSE
-from pdstudy.evaluate.localisation import to_grid
+from pdstudy.core.vocab import RECIST_CODES, RECIST_NAMES, RECIST_TO_RESPONSE, RESPONSES
+from pdstudy.evaluate.localisation import explained_target, to_grid
 from pdstudy.evaluate.selection import VALIDATION_CHOICE_RULE
 from pdstudy.report.style import set_style
 
@@ -39,6 +40,7 @@ __all__ = [
     "localisation_title",
     "plot_cam_examples",
     "plot_overlays",
+    "target_phrase",
 ]
 
 #: Notes of ``tables/gradcam_selection``: the rule that chose the explained model.
@@ -55,17 +57,40 @@ _MASK_STYLE: Final = {"color": "white", "lw": 1.4,
                       "path_effects": [patheffects.withStroke(linewidth=2.6, foreground="black")]}
 
 
-def example_title(recist: str, *, score: float | None = None, patient_id: str | None = None) -> str:
-    """Panel title: RECIST category, response group, patient score (and ID), one item per line.
+def example_title(recist: str, *, score: float | None = None, patient_id: str | None = None,
+                  explained: str | None = None) -> str:
+    """Panel title: RECIST category, response group, patient score (and ID), the class explained, one item per line.
 
-    E.g. ``example_title("SD", score=0.62)`` -> ``"SD (stable disease)\\npoor response, score 0.62"``.
+    E.g. ``example_title("SD", score=0.62)`` -> ``"SD (stable disease)\\npoor response, score 0.62"``;
+    ``explained="good (predicted)"`` adds the line ``"map of: good (predicted)"``.
     """
     lines = [f"{recist} ({RECIST_NAMES.get(recist, '?')})", f"{RECIST_TO_RESPONSE.get(recist, '?')} response"]
     if score is not None:
         lines[1] += f", score {score:.2f}"
     if patient_id:
         lines.append(str(patient_id))
+    if explained:
+        lines.append(f"map of: {explained}")
     return "\n".join(lines)
+
+
+#: What the maps explain (:func:`pdstudy.evaluate.localisation.explained_target`) -> words for titles and notes.
+_TARGET_PHRASES: Final = {"predicted": "of each slice's predicted class", "true": "of the patient's true class"}
+_TARGET_SHORT: Final = {"predicted": "predicted class", "true": "true class"}
+
+
+def target_phrase(target: str, *, short: bool = False) -> str:
+    """Words for what the CAMs explain, from :func:`pdstudy.evaluate.localisation.explained_target`.
+
+    ``"predicted"`` -> ``"of each slice's predicted class"``, ``"true"`` -> ``"of the patient's true
+    class"``, a class name such as ``"poor"`` -> ``"for class 'poor'"``; with ``short=True``
+    ``"predicted class"``, ``"true class"``, ``"class poor"`` (axis labels).
+    """
+    if target in _TARGET_PHRASES:
+        return (_TARGET_SHORT if short else _TARGET_PHRASES)[target]
+    if target not in RESPONSES:
+        raise ValueError(f"target must be 'predicted', 'true' or one of {list(RESPONSES)}, got {target!r}")
+    return f"class {target}" if short else f"for class '{target}'"
 
 
 def plot_overlays(
@@ -97,12 +122,13 @@ def plot_overlays(
     alpha : float
         Opacity of the CAM over the slice.
     info : dict, optional
-        ``info`` of :func:`compute_cam`: names the method and layer, and a too-coarse map gets a note
-        on every CAM panel.
+        ``info`` of :func:`compute_cam`: names the method, the class explained (row label) and layer,
+        and a too-coarse map gets a note on every CAM panel.
     notes : sequence of str or None, optional
         Extra per-column note shown on the CAM panel.
     suptitle : str, optional
-        Figure title; a default naming method, class and layer is used when ``info`` is given.
+        Figure title; a default naming method, the class explained (:func:`target_phrase`) and layer is
+        used when ``info`` is given.
     suptitle_color : str, optional
         Colour of the figure title (default: the style's text colour).
     cmap : str
@@ -153,7 +179,7 @@ def plot_overlays(
                         fontsize=7.5, color="#a50f15", wrap=True,
                         bbox=dict(boxstyle="round,pad=0.25", facecolor="white", alpha=0.85, edgecolor="#a50f15"))
     axes[0, 0].set_ylabel("CT slice", fontsize=10)
-    axes[1, 0].set_ylabel(f"{label}, class poor", fontsize=10)
+    axes[1, 0].set_ylabel(f"{label}, {_explains(info, short=True)}" if info else label, fontsize=10)
     bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap=cmap), ax=axes[1, :].tolist(), shrink=0.9, pad=0.02)
     bar.set_label("CAM (per-slice scaled)", fontsize=9)
     if masks is not None:
@@ -161,11 +187,18 @@ def plot_overlays(
                    loc="lower center", bbox_to_anchor=(0.5, -0.04), frameon=False, fontsize=9)
     if suptitle is None and info:
         h, w = info["feature_map_size"]
-        suptitle = (f"{label} for class 'poor': {info['arch']} at {info['target_layer']}, "
+        suptitle = (f"{label} {_explains(info)}: {info['arch']} at {info['target_layer']}, "
                     f"feature map {h}x{w} ({info.get('crop_size', '?')} px crop)")
     if suptitle:
         fig.suptitle(suptitle, fontsize=11, **({"color": suptitle_color} if suptitle_color else {}))
     return fig
+
+
+def _explains(info: Mapping[str, Any], *, short: bool = False) -> str:
+    """What the maps of ``info`` explain, in words (:func:`target_phrase`); EigenCAM: class-agnostic."""
+    if info.get("method") == "eigencam":
+        return "class-agnostic" if short else "(class-agnostic)"
+    return target_phrase(explained_target(info), short=short)
 
 
 def _cam_label(info: Mapping[str, Any]) -> str:
@@ -186,13 +219,16 @@ def plot_cam_examples(
     seed: int,
     masks: Mapping[str, np.ndarray] | None = None,
     categories: Sequence[str] = RECIST_CODES,
+    explained: Mapping[str, str] | None = None,
 ) -> plt.Figure:
     """Fig. 5: the CAM of one test patient per RECIST category, titled with what was explained and how finely.
 
     A grid of overlays (:func:`plot_overlays`), one column per category; a category without an example
     keeps an empty column titled "no test patient". The figure title names the CAM method, the class
-    ``poor``, the explained model and seed, the feature-map size, layer and crop; when the map is too
-    coarse to interpret (``info["too_coarse"]``) the title says so in red, with the cell size.
+    explained (:func:`target_phrase`: each slice's predicted class, the patient's true class or one
+    class), the explained model and seed, the feature-map size, layer and crop; each panel title names
+    the class its map explains (``explained``); when the map is too coarse to interpret
+    (``info["too_coarse"]``) the title says so in red, with the cell size.
 
     Parameters
     ----------
@@ -214,6 +250,9 @@ def plot_cam_examples(
         RECIST code -> tumour mask ``(S, S)``; drawn as a contour.
     categories : sequence of str, default RECIST_CODES
         Column order.
+    explained : mapping of str to str, optional
+        RECIST code -> the class (``good``/``poor``) its map explains (``CamExamples.explained``); shown
+        in the panel title, with "(predicted)" or "(true)". Not shown for EigenCAM (class-agnostic).
 
     Returns
     -------
@@ -221,6 +260,10 @@ def plot_cam_examples(
         The figure of :func:`plot_overlays` (a grid: no ``ax`` argument).
     """
     label = _cam_label(info)
+    if explained is not None and (not set(images) <= set(explained)
+                                  or not set(explained.values()) <= set(RESPONSES)):
+        raise ValueError(f"explained must map every category shown ({sorted(images)}) to one of {list(RESPONSES)}, "
+                         f"got {dict(explained)}")
     if set(images) != set(cams) or not set(images) <= set(patients) or not set(images) <= set(scores):
         raise ValueError("images, cams, patients and scores must name the same RECIST categories "
                          f"(images {sorted(images)}, cams {sorted(cams)}, patients {sorted(patients)}, "
@@ -228,10 +271,13 @@ def plot_cam_examples(
     unknown = sorted(set(images) - set(categories))
     if unknown:
         raise ValueError(f"categories {unknown} are not among the columns {list(categories)}")
-    titles = [example_title(c, score=scores[c], patient_id=patients[c]) if c in images
+    target = explained_target(info)
+    suffix = f" ({target})" if target in _TARGET_PHRASES else ""
+    shown = {} if explained is None or info.get("method") == "eigencam" else {c: explained[c] + suffix for c in images}
+    titles = [example_title(c, score=scores[c], patient_id=patients[c], explained=shown.get(c)) if c in images
               else f"{c} ({RECIST_NAMES[c]})\nno test patient" for c in categories]
     h, w = info["feature_map_size"]
-    suptitle = (f"Fig. 5. {label} for class 'poor': {model} ({info['arch']}), seed {seed}; "
+    suptitle = (f"Fig. 5. {label} {_explains(info)}: {model} ({info['arch']}), seed {seed}; "
                 f"feature map {h}x{w} at {info['target_layer']}, {info['crop_size']} px crop")
     if info["too_coarse"]:
         suptitle += (f"\nWARNING: {info['message']}: each cell covers {info['cell_px']:.0f} x {info['cell_px']:.0f} "
@@ -242,7 +288,8 @@ def plot_cam_examples(
 
 
 def cam_notes(info: Mapping[str, Any], *, missing: Sequence[str] = ()) -> list[str]:
-    """Markdown paragraphs that go under Fig. 5: a too-coarse warning, empty categories, the method's caveat.
+    """Markdown paragraphs that go under Fig. 5: a too-coarse warning, empty categories, the method's caveat,
+    which class the maps explain.
 
     Parameters
     ----------
@@ -254,7 +301,8 @@ def cam_notes(info: Mapping[str, Any], *, missing: Sequence[str] = ()) -> list[s
     Returns
     -------
     list of str
-        Zero to three paragraphs, in that order.
+        Zero to four paragraphs, in that order; the last (what the maps explain) whenever ``info`` has a
+        ``target`` and the method uses one (not EigenCAM).
     """
     label = _cam_label(info)
     notes = []
@@ -268,7 +316,22 @@ def cam_notes(info: Mapping[str, Any], *, missing: Sequence[str] = ()) -> list[s
         notes.append(f"No test patient in RECIST category {', '.join(missing)}: shown as an empty column.")
     if info.get("method_note"):
         notes.append(f"{label}: {info['method_note']}.")
+    if "target" in info and info["method"] != "eigencam":
+        notes.append(_TARGET_NOTES.get(explained_target(info), _TARGET_NOTES["fixed"]).format(
+            label=label, cls=explained_target(info)))
     return notes
+
+
+#: What :func:`cam_notes` says about the class explained, per target (``fixed``: one class for every slice).
+_TARGET_NOTES: Final = {
+    "predicted": ("Each {label} map explains the class the model predicts for that slice (the larger of its two "
+                  "logits: `poor` when the slice's probability of poor response is above 0.5), named in the panel "
+                  "title (`cam_target = 'predicted'`). The patient score is the mean of the top-k slice "
+                  "probabilities, so a panel's slice can be called the other way than its patient."),
+    "true": ("Each {label} map explains the patient's true response class (`good` for CR/PR, `poor` for SD/PD), "
+             "whatever the model predicts (`cam_target = 'true'`); the panel title names it."),
+    "fixed": "Each {label} map explains class `{cls}` for every slice, whatever the model predicts.",
+}
 
 
 def explained_model_note(model: str, seed: int) -> str:
@@ -298,9 +361,12 @@ def localisation_notes(localisation: pd.DataFrame, *, cam_method: str, model_see
     Returns
     -------
     list of str
-        Four fixed notes (the setting, the two metrics with their chance levels, the correlation of
-        slices); a too-coarse warning naming the methods, feature maps and architectures is put first
-        when any map is 2x2 or coarser, and the methods no slice could be scored for (and why) second.
+        Four fixed notes (the setting, naming the class the maps explain from the table's ``target``
+        column, the two metrics with their chance levels, the correlation of slices), then, with a
+        ``group`` column, what the groups are. Put first, when they apply: a too-coarse warning naming
+        the methods, feature maps and architectures (any map 2x2 or coarser); the methods no slice
+        could be scored for, and why; the constant maps, per method and group (``n_constant`` > 0),
+        which are not scored and so are left out of the values.
     """
     if cam_method not in CAM_METHOD_LABELS:
         raise ValueError(f"cam_method must be one of {list(CAM_METHOD_LABELS)}, got {cam_method!r}")
@@ -308,7 +374,10 @@ def localisation_notes(localisation: pd.DataFrame, *, cam_method: str, model_see
     if not isinstance(localisation, pd.DataFrame) or not needed <= set(localisation.columns):
         raise ValueError(f"localisation must be a localisation table with columns {sorted(needed)}")
     label = CAM_METHOD_LABELS[cam_method]
-    notes = [f"{label} for class 'poor' on the final model (seed {model_seed}) of each method; test slices "
+    targets = sorted(set(localisation["target"])) if "target" in localisation.columns else ["poor"]
+    explains = ("(class-agnostic)" if cam_method == "eigencam"
+                else " and ".join(target_phrase(t) for t in targets))
+    notes = [f"{label} {explains} on the final model (seed {model_seed}) of each method; test slices "
              "containing tumour (synthetic cohort: exact masks).",
              "energy_in_mask: share of the CAM's sum inside the tumour mask; chance = the tumour's share of the body "
              "(body estimated by thresholding the windowed slice).",
@@ -316,19 +385,40 @@ def localisation_notes(localisation: pd.DataFrame, *, cam_method: str, model_see
              "dilated mask's share of the body; 95% Wilson interval.",
              "Slices of one patient are correlated: the 'all tumour slices' interval is too narrow; 'one slice per "
              "patient' (largest tumour area) gives a patient-level interval."]
+    if "group" in localisation.columns:
+        notes.append("group: all test patients, then good and poor responders separately (the patient's true "
+                     "response: RECIST CR/PR vs SD/PD)"
+                     + ("; a map explains the class predicted for its slice, which need not be the group's."
+                        if "predicted" in targets and cam_method != "eigencam" else "."))
+    overall = localisation[localisation["level"] == "all tumour slices"]
+    if "group" in overall.columns:
+        overall = overall[overall["group"] == "all"]
+    warnings_first = []
     if localisation["too_coarse"].any():
         coarse = localisation[localisation["too_coarse"]].drop_duplicates("method")
-        notes.insert(0, "WARNING: feature maps too coarse to interpret (2x2 cells or fewer; one cell covers a quarter "
-                        "of the image or more): " + ", ".join(f"{r.method} ({r.feature_map} at {r.arch})"
-                                                          for r in coarse.itertuples()) + ". Their scores say little.")
-    unscored = localisation[(localisation["level"] == "all tumour slices") & (localisation["n_slices"] == 0)]
+        warnings_first.append("WARNING: feature maps too coarse to interpret (2x2 cells or fewer; one cell covers a "
+                              "quarter of the image or more): " + ", ".join(f"{r.method} ({r.feature_map} at {r.arch})"
+                                                                          for r in coarse.itertuples())
+                              + ". Their scores say little.")
+    unscored = overall[overall["n_slices"] == 0]
     if len(unscored):
         why = {r.method: "a 1x1 feature map has a single cell, so its map carries no location" if r.feature_map == "1x1"
                else "the map is constant, e.g. all zero after Grad-CAM's ReLU" for r in unscored.itertuples()}
-        notes.insert(1, "No slice could be scored for " + "; ".join(f"{m} ({w})" for m, w in why.items()) + ".")
-    return notes
+        warnings_first.append("No slice could be scored for " + "; ".join(f"{m} ({w})" for m, w in why.items()) + ".")
+    if "n_constant" in localisation.columns:
+        keys = ["method", "group"] if "group" in localisation.columns else ["method"]
+        rows = localisation[(localisation["level"] == "all tumour slices")
+                            & (localisation["n_constant"].fillna(0) > 0)].drop_duplicates(keys)
+        if len(rows):
+            counts = "; ".join(", ".join(str(getattr(r, k)) for k in keys)
+                               + f": {int(r.n_constant)} of {int(r.n_slices + r.n_unscored)}"
+                               for r in rows.itertuples())
+            warnings_first.append("Constant maps (no peak, e.g. all zero after Grad-CAM's ReLU) are not scored: they "
+                                  "are left out of value, chance and interval, and counted in n_constant (and "
+                                  f"n_unscored). Constant maps among all tumour slices: {counts}.")
+    return warnings_first + notes
 
 
 def highlighted_notes(notes: Sequence[str]) -> list[str]:
-    """The warnings among table notes (those starting "WARNING" or "No slice"), as bold Markdown quotes."""
-    return [f"> **{n}**" for n in notes if n.startswith(("WARNING", "No slice"))]
+    """The warnings among table notes (those starting "WARNING", "No slice" or "Constant maps"), as bold quotes."""
+    return [f"> **{n}**" for n in notes if n.startswith(("WARNING", "No slice", "Constant maps"))]

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from pdstudy.evaluate.clinicians import table3_rows
-from pdstudy.report.figures import plot_roc
+from pdstudy.report.figures import AUC_CI_LABELS, plot_roc
 
 __all__ = [
     "SIMULATED_READERS_NOTE",
@@ -137,6 +137,7 @@ def plot_roc_readers(
     table3: pd.DataFrame,
     *,
     ax: plt.Axes | None = None,
+    auc_ci: str = "logit",
 ) -> plt.Figure:
     """Fig. 3 with the readers: the model's test ROC curve, each reader, their average, the model's threshold.
 
@@ -159,6 +160,8 @@ def plot_roc_readers(
     ax : matplotlib.axes.Axes, optional
         Axes to draw into (needs a :func:`pdstudy.report.figures.plot_roc` that accepts ``ax``); by default
         a new figure is made.
+    auc_ci : {"logit", "wald"}, default "logit"
+        Scale of the DeLong AUC interval in the legend (the notebooks' ``auc_ci``).
 
     Returns
     -------
@@ -171,14 +174,14 @@ def plot_roc_readers(
     model, avg = table3_rows(table3)
     simulated = bool(readers["simulated"].any())
     if ax is None:
-        fig = plot_roc(preds, [method_id], readers=readers)
+        fig = plot_roc(preds, [method_id], readers=readers, auc_ci=auc_ci)
         ax, first = fig.axes[0], 0
     else:
         if "ax" not in inspect.signature(plot_roc).parameters:
             raise NotImplementedError("drawing into a given ax needs pdstudy.report.figures.plot_roc(..., ax=); "
                                       "call plot_roc_readers without ax")
         first = len(ax.get_lines())
-        fig = plot_roc(preds, [method_id], readers=readers, ax=ax)
+        fig = plot_roc(preds, [method_id], readers=readers, ax=ax, auc_ci=auc_ci)
     tag = " (simulated)" if simulated else ""
     ax.plot([1 - avg["spe"]], [avg["sen"]], linestyle="none", marker="*", markersize=16, markerfacecolor="white",
             markeredgecolor="black", zorder=6,
@@ -190,6 +193,7 @@ def plot_roc_readers(
                       f"SPE {100 * model['spe']:.1f}%")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=1, fontsize=10, frameon=False)
     if simulated:
-        ax.set_title(f"ROC, test set (n = {int(model['n'])}), with SIMULATED readers\n"
-                     "(the paper's operating points; not real clinicians)", color=_WARNING_COLOUR, fontsize=12)
+        ax.set_title(f"ROC, test set (n = {int(model['n'])}), with SIMULATED readers; 95% CI: "
+                     f"{AUC_CI_LABELS[auc_ci]}\n(the paper's operating points; not real clinicians)",
+                     color=_WARNING_COLOUR, fontsize=12)
     return fig

@@ -8,7 +8,10 @@ through :func:`pdstudy.core.io.write_text`) with, in order:
    parameters of every notebook section (values that differ between sections are flagged),
    manifest checksum(s), seeds, and links to the executed notebooks under ``notebooks/``;
 3. how to read the numbers: the threshold note (test-chosen thresholds are optimistic), the
-   readers note (simulated or real clinicians, or no Table 3) and the caller's notes;
+   readers note (simulated or real clinicians, or no Table 3), the training note (models train on the
+   training patients minus the validation carve), the seeds note (seed ensemble or single models),
+   the decision curves' prevalence, a warning naming every embedded table with numbers resting on
+   fewer than 10 patients of one class (:func:`small_sample_warnings`), and the caller's notes;
 4. the paper audit of notebook 00 (verdict counts and a link) and the cohort of notebook 01
    (Table 1, patient flow, example slices), when those files exist;
 5. every table given (its Markdown file embedded, with links to the CSV and numeric values) and
@@ -44,12 +47,14 @@ from pdstudy.core.methods import display_arch
 from pdstudy.core.params import PATH_PARAMETERS
 from pdstudy.core.paths import redact, repo_root
 from pdstudy.core.rundir import RunDir
+from pdstudy.evaluate import MIN_CLASS_PATIENTS, SMALL_MARK, SMALL_SPLIT_EFFECT, small_splits
 
 __all__ = [
     "READERS_NOTES",
     "REPORT_NAME",
     "SYNTHETIC_STATEMENT",
     "THRESHOLD_NOTE",
+    "TRAINING_NOTE",
     "ReportContents",
     "check_report",
     "readers_status",
@@ -57,6 +62,7 @@ __all__ = [
     "report_links",
     "report_outline",
     "report_summary",
+    "small_sample_warnings",
     "write_report",
 ]
 
@@ -75,6 +81,12 @@ THRESHOLD_NOTE: Final = (
     "inflates the metrics. The honest estimate is 'Youden on val': the threshold is chosen on validation "
     "patients carved from the training patients and applied unchanged to the test patients. AUCs do not "
     "depend on a threshold."
+)
+
+TRAINING_NOTE: Final = (
+    "**Training patients.** Every model is trained on the training patients minus the validation patients "
+    "carved from them (`val_fraction`), not on all training patients as in the paper; the validation patients "
+    "are never trained on and choose the 'Youden on val' threshold. The tables give the patients of each split."
 )
 
 #: The readers note, by the state :func:`readers_status` returns.
@@ -283,8 +295,85 @@ def _provenance_section(run: RunDir, prov: Mapping[str, Any]) -> list[str]:
     return out + [""]
 
 
-def _notes_section(run: RunDir, notes: Sequence[str]) -> list[str]:
-    out = ["## Reading the numbers", "", f"- {THRESHOLD_NOTE}", f"- {READERS_NOTES[readers_status(run)]}"]
+def small_sample_warnings(run: RunDir, tables: Mapping[str, str | Path]) -> list[str]:
+    """Warnings on the tables whose numbers rest on fewer than 10 patients of one class (empty: none).
+
+    Each table's numeric version (``tables/<name>_values.csv``, written by
+    :func:`pdstudy.report.tables.write_evaluation_table`) is read; a row run (``status`` ``run`` or no
+    status) whose ``n_<split>_poor`` or ``n_<split>_good`` is below
+    :data:`pdstudy.evaluate.MIN_CLASS_PATIENTS` (:func:`pdstudy.evaluate.small_splits`) is reported with the
+    split, its patients and what rests on it. Tables without a numeric version or without counts are skipped.
+
+    Parameters
+    ----------
+    run : pdstudy.core.rundir.RunDir
+        The run directory.
+    tables : mapping of str to path
+        Caption -> table of the run (as :func:`write_report` takes them).
+
+    Returns
+    -------
+    list of str
+        One Markdown line per distinct warning, naming the tables it concerns.
+    """
+    by_text: dict[str, list[str]] = {}
+    for caption, ref in tables.items():
+        path = _resolve(run, ref, run.tables, ".md", "table")
+        values = path.with_name(f"{path.stem}_values.csv")
+        if not values.is_file():
+            continue
+        t = pd.read_csv(values)
+        if "status" in t.columns:
+            t = t[t["status"].astype(str) == "run"]
+        found: dict[str, set[str]] = {}
+        for r in t.to_dict("records"):
+            for split in small_splits(r):
+                counts = (int(r[f"n_{split}_poor"]), int(r[f"n_{split}_good"]))
+                found.setdefault(split, set()).add(f"{sum(counts)} ({counts[0]} poor / {counts[1]} good)")
+        if found:
+            text = "; ".join(f"{split} {', '.join(sorted(found[split]))}: {SMALL_SPLIT_EFFECT[split]}"
+                             for split in found)
+            by_text.setdefault(text, []).append(caption)
+    return [f"**Warning, small samples ({SMALL_MARK}).** {', '.join(captions)}: fewer than {MIN_CLASS_PATIENTS} "
+            f"patients of one class behind {text}. These numbers are marked {SMALL_MARK} in the tables and are "
+            "unstable." for text, captions in by_text.items()]
+
+
+def _seeds_note(prov: Mapping[str, Any]) -> str:
+    seeds: set[int] = set()
+    for s in (prov.get("sections") or {}).values():
+        if isinstance(s, Mapping):
+            seeds.update(int(x) for x in (s.get("seeds") or []))
+    if len(seeds) == 1:
+        return ("**Seeds.** One training seed: every number is that of a single model per method, as in the "
+                "paper.")
+    head = f"{len(seeds)} training seeds" if seeds else "With several training seeds"
+    return (f"**Seeds.** {head}: the tables' main numbers (AUC, intervals, thresholds, ACC/SEN/SPE, p-values) "
+            "and the figures are those of the SEED ENSEMBLE, each patient's mean score across the seeds (an "
+            "ensemble, not a single model as in the paper); the 'seeds' figures (mean ± SD) are per-seed single "
+            "models, each evaluated on its own seed's full splits.")
+
+
+def _dca_note(prov: Mapping[str, Any]) -> str:
+    params = ((prov.get("sections") or {}).get("08_report") or {}).get("parameters") or {}
+    value = params.get("dca_prevalence", "")
+    if value in ("", None):
+        return ("**Decision curves** (Fig. 4B) are drawn at the test set's prevalence of poor response, which the "
+                "split balances by design; a clinic's prevalence differs (notebook parameter `dca_prevalence` "
+                "re-weights them), and the figure's title says which prevalence is shown.")
+    return (f"**Decision curves** (Fig. 4B) are re-weighted to a prevalence of poor response of {value} "
+            "(`dca_prevalence`), not the test set's own; the figure's title gives both.")
+
+
+def _notes_section(run: RunDir, notes: Sequence[str], *, prov: Mapping[str, Any] | None = None,
+                   tables: Mapping[str, str | Path] | None = None, decision_curves: bool = False) -> list[str]:
+    prov = prov or {}
+    out = ["## Reading the numbers", ""]
+    out += [f"- {w}" for w in small_sample_warnings(run, tables or {})]
+    out += [f"- {THRESHOLD_NOTE}", f"- {READERS_NOTES[readers_status(run)]}", f"- {TRAINING_NOTE}",
+            f"- {_seeds_note(prov)}"]
+    if decision_curves:
+        out.append(f"- {_dca_note(prov)}")
     out += [f"- {_scrub(str(n), run)}" for n in notes if str(n).strip()]
     return out + [""]
 
@@ -302,6 +391,11 @@ def _audit_section(run: RunDir) -> list[str]:
            + ", ".join(f"{int(counts[k])} {k}" for k in keys) + ".",
            "*inconsistent*: the printed numbers cannot all be true; *unsupported*: a claim the printed numbers "
            "do not establish.", ""]
+    power = audit[audit["item"].str.endswith("| power")] if "item" in audit.columns else audit.iloc[0:0]
+    if len(power):
+        out += ["**How many patients would the headline claims need?** "
+                + " ".join(f"{r['item'].removesuffix(' | power')}: {r['explanation']}" for _, r in power.iterrows()),
+                ""]
     links = [f"[{p.name}]({_rel(run, p)})" for p in (md, csv) if p.is_file()]
     return out + ["Full audit: " + " · ".join(links), ""]
 
@@ -417,7 +511,8 @@ def write_report(
              "versions, parameters and seeds are under [Provenance](#provenance). All links are relative to "
              "this folder.", ""]
     lines += _cohort_section(cohort_name, synthetic, prov)
-    lines += _notes_section(run, notes)
+    lines += _notes_section(run, notes, prov=prov, tables=tables,
+                            decision_curves=any(p.stem == "fig4b_decision_curves" for p in figure_paths.values()))
     cohort_lines, used = _cohort_outputs(run)
     lines += _audit_section(run)
     lines += cohort_lines

@@ -37,9 +37,11 @@ from pdstudy.evaluate import (
     reader_metrics,
 )
 from pdstudy.report.style import RESPONSE_COLOURS, set_style
-from pdstudy.stats import brier_score, calibration_curve, delong_auc_ci, net_benefit, recalibrate
+from pdstudy.stats import brier_score, calibration_curve, check_auc_ci, delong_auc_ci, net_benefit, recalibrate
 
 __all__ = [
+    "AUC_CI_LABELS",
+    "dca_prevalence",
     "plot_calibration",
     "plot_confusion_by_recist",
     "plot_decision_curves",
@@ -52,6 +54,9 @@ _READER_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 _METRIC_COLOURS = {"acc": "#4c72b0", "sen": RESPONSE_COLOURS["poor"], "spe": RESPONSE_COLOURS["good"]}
 _METRIC_LABELS = {"acc": "ACC", "sen": "SEN (poor called poor)", "spe": "SPE (good called good)"}
 _LEGEND_FONT = 10
+
+#: How a figure names the scale of its DeLong AUC interval.
+AUC_CI_LABELS = {"logit": "DeLong, logit scale", "wald": "DeLong, Wald"}
 
 
 def _styles(method_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -72,7 +77,7 @@ def _split_rows(scores: pd.DataFrame, split: str, method_id: str) -> pd.DataFram
 
 def _seed_tag(scores: pd.DataFrame) -> str:
     n = int(scores["n_seeds"].iloc[0])
-    return f", mean of {n} seeds" if n > 1 else ""
+    return f", seed ensemble of {n} models" if n > 1 else ""
 
 
 def plot_roc(
@@ -81,6 +86,7 @@ def plot_roc(
     *,
     readers: pd.DataFrame | None = None,
     split: str = "test",
+    auc_ci: str = "logit",
 ) -> plt.Figure:
     """ROC curves of the methods' final models, with reader operating points (Fig. 3).
 
@@ -95,6 +101,8 @@ def plot_roc(
         marker at (1 - specificity, sensitivity).
     split : {"test", "val", "train"}, default "test"
         Split drawn.
+    auc_ci : {"logit", "wald"}, default "logit"
+        Scale of the DeLong AUC interval in the legend (named in the title).
 
     Returns
     -------
@@ -102,6 +110,7 @@ def plot_roc(
         One axes: one line per method (legend: label, AUC and DeLong 95% CI), the chance diagonal, one
         marker per reader.
     """
+    check_auc_ci(auc_ci, "auc_ci")
     set_style()
     styles = _styles(method_ids)
     fig, ax = plt.subplots(figsize=(7.6, 9.4))
@@ -110,7 +119,7 @@ def plot_roc(
         rows = _split_rows(scores, split, mid)
         y, s = rows["y"].to_numpy(), rows["score"].to_numpy()
         fpr, tpr, _ = roc_curve(y, s)
-        auc, lo, hi = delong_auc_ci(y, s)
+        auc, lo, hi = delong_auc_ci(y, s, method=auc_ci)
         label = f"{method_from_id(mid).label}: AUC {auc:.2f} [{lo:.2f}, {hi:.2f}]{_seed_tag(scores)}"
         ax.plot(fpr, tpr, label=label, **styles[mid])
     ax.plot([0, 1], [0, 1], color="#888888", linestyle=(0, (2, 3)), linewidth=1.2, label="Chance (AUC 0.50)")
@@ -132,8 +141,8 @@ def plot_roc(
     ax.set_aspect("equal")
     ax.set_xlabel("1 - specificity (good responders called poor)")
     ax.set_ylabel("Sensitivity (poor responders called poor)")
-    n = len(rows)
-    ax.set_title(f"ROC, {split} set (n = {n}); 95% CI: DeLong")
+    n, poor = len(rows), int(rows["y"].sum())
+    ax.set_title(f"ROC, {split} set (n = {n}, {poor} poor); 95% CI: {AUC_CI_LABELS[auc_ci]}")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=1, fontsize=_LEGEND_FONT, frameon=False)
     fig.tight_layout()
     return fig
@@ -213,17 +222,53 @@ def _calibrated(scores: pd.DataFrame, method_id: str) -> tuple[np.ndarray, np.nd
     return y, np.clip(s, 0.0, 1.0), False
 
 
+def dca_prevalence(value: float | str | None) -> float | None:
+    """The prevalence of the decision curves from the notebooks' ``dca_prevalence`` parameter.
+
+    Parameters
+    ----------
+    value : float, str or None
+        ``""`` or None: the test set's own prevalence; otherwise a number (or its text) strictly between
+        0 and 1.
+
+    Returns
+    -------
+    float or None
+        The prevalence, or None for the test set's.
+
+    Raises
+    ------
+    ValueError
+        When the value is not empty and not a number strictly between 0 and 1.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        pi = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"dca_prevalence must be '' (the test set's prevalence) or a number strictly between 0 "
+                         f"and 1, got {value!r}") from None
+    if isinstance(value, bool) or not 0.0 < pi < 1.0:
+        raise ValueError(f"dca_prevalence must be '' (the test set's prevalence) or a number strictly between 0 "
+                         f"and 1, got {value!r}")
+    return pi
+
+
 def plot_decision_curves(
     preds: pd.DataFrame,
     method_ids: Sequence[str],
     *,
     thresholds: Sequence[float] | None = None,
+    prevalence: float | str | None = None,
 ) -> plt.Figure:
     """Decision curves (net benefit) on the test set after recalibration on validation (Fig. 4, right).
 
     Each method's test scores are recalibrated with Platt scaling fitted on its validation patients
     (:func:`pdstudy.stats.recalibrate`); without validation patients of both classes the raw scores
-    are used and the legend says "uncalibrated".
+    are used and the legend says "uncalibrated". The net benefit is computed at the test set's
+    prevalence of poor response (by design about half of the test patients), unless ``prevalence``
+    re-weights the test set's sensitivity and false-positive rate to another one
+    (:func:`pdstudy.stats.net_benefit`); the title says which.
 
     Parameters
     ----------
@@ -233,37 +278,44 @@ def plot_decision_curves(
         Methods to draw.
     thresholds : sequence of float, optional
         Threshold probabilities; default 0.01, 0.02, ..., 0.80.
+    prevalence : float or str, optional
+        Prevalence of poor response to re-weight to (:func:`dca_prevalence`: ``""`` or None for the test
+        set's own).
 
     Returns
     -------
     matplotlib.figure.Figure
         One axes: one line per method, "Treat all" and "Treat none".
     """
+    target = dca_prevalence(prevalence)
     set_style()
     styles = _styles(method_ids)
     pt = np.round(np.arange(0.01, 0.805, 0.01), 2) if thresholds is None else np.asarray(thresholds, dtype=float)
     fig, ax = plt.subplots(figsize=(7.6, 7.2))
-    prevalence, n, any_raw, any_cal = 0.0, 0, False, False
+    test_prev, n, any_raw, any_cal = 0.0, 0, False, False
     for mid in method_ids:
         scores = method_scores(preds, mid)
         y, p, cal = _calibrated(scores, mid)
         any_raw |= not cal
         any_cal |= cal
-        nb = net_benefit(y, p, pt)
+        nb = net_benefit(y, p, pt, prevalence=target)
         tag = "recalibrated on val" if cal else "uncalibrated"
         ax.plot(pt, nb["net_benefit"], label=f"{method_from_id(mid).label} ({tag}{_seed_tag(scores)})", **styles[mid])
-        prevalence, n = float(y.mean()), len(y)
+        test_prev, n = float(y.mean()), len(y)
         treat_all = nb["treat_all"]
+    shown = test_prev if target is None else target
     ax.plot(pt, treat_all, color="#444444", linewidth=1.6, linestyle="-.", label="Treat all (act on every patient)")
     ax.plot(pt, np.zeros_like(pt), color="#888888", linewidth=1.6, linestyle=(0, (1, 1)),
             label="Treat none (act on no one)")
-    ax.set_ylim(-0.05, max(prevalence, 0.05) * 1.15)
+    ax.set_ylim(-0.05, max(shown, 0.05) * 1.15)
     ax.set_xlim(pt.min(), pt.max())
     ax.set_xlabel("Threshold probability of poor response\n"
                   "(treat = act on a predicted poor response, e.g. reconsider conversion therapy)")
     ax.set_ylabel("Net benefit")
     cal_word = _calibration_word(any_cal, any_raw)
-    ax.set_title(f"Decision curves, test set (n = {n}, {100 * prevalence:.0f}% poor); {cal_word}", fontsize=12)
+    where = (f"at the test set's prevalence ({100 * test_prev:.0f}% poor)" if target is None else
+             f"re-weighted to a prevalence of {100 * target:.0f}% poor (test set: {100 * test_prev:.0f}%)")
+    ax.set_title(f"Decision curves, test set (n = {n})\n{where}; {cal_word}", fontsize=12)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.21), fontsize=_LEGEND_FONT, frameon=False)
     fig.tight_layout()
     return fig
@@ -356,8 +408,9 @@ def plot_iteration_curve(curve_df_by_chain: Mapping[str, pd.DataFrame]) -> plt.F
             raise ValueError(f"curve {title!r} lacks columns {sorted(missing)}; pass iteration_curve(...) output")
         x = curve["stage"].to_numpy()
         ax = axes[0, j]
+        ci_label = AUC_CI_LABELS.get(str(curve.attrs.get("auc_ci", "logit")), "DeLong")
         ax.fill_between(x, curve["test_auc_lo"], curve["test_auc_hi"], color="#4c72b0", alpha=0.2,
-                        label="95% CI (DeLong)")
+                        label=f"95% CI ({ci_label})")
         ax.plot(x, curve["test_auc"], color="#4c72b0", marker="o", linewidth=2.2, label="Test AUC")
         for xi, v in zip(x, curve["test_auc"]):
             ax.annotate(f"{v:.2f}", (xi, v), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=10)

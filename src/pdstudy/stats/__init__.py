@@ -8,8 +8,8 @@ raise ``ValueError`` saying what was expected.
 Submodules
 ----------
 discrimination
-    :func:`roc_auc`, :func:`delong_auc_variance`, :func:`delong_auc_ci`, :func:`delong_test`,
-    :func:`bootstrap_auc_ci`.
+    :func:`roc_auc`, :func:`delong_auc_variance`, :func:`delong_auc_ci` (logit or Wald scale,
+    :data:`AUC_CI_METHODS`, :func:`check_auc_ci`), :func:`delong_test`, :func:`bootstrap_auc_ci`.
 thresholds
     :func:`binary_metrics`, :func:`youden_threshold`, :func:`apply_threshold_policy`.
 calibration
@@ -29,8 +29,10 @@ from __future__ import annotations
 from pdstudy.stats.calibration import brier_score, calibration_curve, net_benefit, recalibrate
 from pdstudy.stats.comparisons import fisher_exact_rxc, holm, mann_whitney, mcnemar_exact
 from pdstudy.stats.discrimination import (
+    AUC_CI_METHODS,
     AUCInterval,
     bootstrap_auc_ci,
+    check_auc_ci,
     delong_auc_ci,
     delong_auc_variance,
     delong_test,
@@ -50,6 +52,7 @@ from pdstudy.stats.power import (
 from pdstudy.stats.thresholds import THRESHOLD_POLICIES, apply_threshold_policy, binary_metrics, youden_threshold
 
 __all__ = [
+    "AUC_CI_METHODS",
     "THRESHOLD_POLICIES",
     "AUCInterval",
     "AUCSampleSize",
@@ -64,6 +67,7 @@ __all__ = [
     "bootstrap_auc_ci",
     "brier_score",
     "calibration_curve",
+    "check_auc_ci",
     "delong_auc_ci",
     "delong_auc_variance",
     "delong_test",

@@ -42,8 +42,10 @@ def recalibrate(
         lies strictly inside (0, 1) and is monotone in the score (decreasing only if ``a < 0``).
     ``"isotonic"``
         ``IsotonicRegression(increasing=True, y_min=0, y_max=1, out_of_bounds="clip")`` on the raw
-        scores: a non-decreasing step function; scores outside the fitted range get the end values.
-        Outputs may be exactly 0 or 1.
+        scores: the fit is a non-decreasing sequence of values at the fitted scores (constant over each
+        pooled block), and scikit-learn predicts a new score by *linear interpolation* between the two
+        neighbouring fitted scores, so the map is piecewise linear and non-decreasing, not a step
+        function; scores outside the fitted range get the end values. Outputs may be exactly 0 or 1.
 
     Parameters
     ----------
@@ -207,18 +209,30 @@ def calibration_curve(
     }
 
 
-def net_benefit(y_true: ArrayLike, y_prob: ArrayLike, thresholds: ArrayLike) -> pd.DataFrame:
+def net_benefit(
+    y_true: ArrayLike,
+    y_prob: ArrayLike,
+    thresholds: ArrayLike,
+    *,
+    prevalence: float | None = None,
+) -> pd.DataFrame:
     """Decision-curve net benefit of acting on predicted poor response, with the treat-all/none references.
 
     Here the positive class is **poor response**, so to "treat" a patient means to *act on a predicted
     poor response*: e.g. spare the patient a conversion therapy that is expected to be futile and choose
     an alternative strategy. A patient is treated iff ``y_prob >= pt``. The threshold probability ``pt``
     encodes how many unnecessary actions (good responders wrongly steered away, FP) one accepts per
-    correctly handled poor responder (TP): the odds ``pt / (1 - pt)``. With ``n`` patients::
+    correctly handled poor responder (TP): the odds ``w = pt / (1 - pt)``. With ``n`` patients, of whom a
+    share ``pi`` (the sample's prevalence) are poor responders, ``TPR = TP / #poor`` and
+    ``FPR = FP / #good``::
 
-        net_benefit = TP / n - FP / n * pt / (1 - pt)
-        treat_all   = prevalence - (1 - prevalence) * pt / (1 - pt)   # act on every patient
-        treat_none  = 0                                               # act on no one
+        net_benefit = TP / n - FP / n * w  =  TPR * pi - FPR * (1 - pi) * w
+        treat_all   = pi - (1 - pi) * w                                   # act on every patient
+        treat_none  = 0                                                   # act on no one
+
+    By default ``pi`` is the sample's own prevalence. ``prevalence`` re-weights the same TPR and FPR to
+    another prevalence (e.g. the clinic's rather than the test set's, whose classes were balanced by
+    design); the model's TPR and FPR at each threshold are taken as transportable.
 
     Parameters
     ----------
@@ -228,17 +242,21 @@ def net_benefit(y_true: ArrayLike, y_prob: ArrayLike, thresholds: ArrayLike) -> 
         Predicted probabilities of poor response, in [0, 1] (calibrated, for the weights to be meaningful).
     thresholds : array-like of float
         Threshold probabilities ``pt`` in [0, 1).
+    prevalence : float, optional
+        Prevalence ``pi`` of poor response in (0, 1) at which the net benefit is computed; default
+        (None) the sample's prevalence. Needs both classes in ``y_true``.
 
     Returns
     -------
     pandas.DataFrame
         One row per threshold, columns ``threshold``, ``net_benefit`` (model), ``treat_all``,
-        ``treat_none``.
+        ``treat_none``; ``attrs["prevalence"]`` is the ``pi`` used.
 
     Raises
     ------
     ValueError
-        On mismatched lengths, non-binary labels, invalid probabilities, or thresholds outside [0, 1).
+        On mismatched lengths, non-binary labels, invalid probabilities, thresholds outside [0, 1), a
+        prevalence outside (0, 1), or a prevalence with a single class in ``y_true``.
     """
     y = as_binary(y_true, "y_true")
     p = as_scores(y_prob, "y_prob", probability=True)
@@ -254,12 +272,24 @@ def net_benefit(y_true: ArrayLike, y_prob: ArrayLike, thresholds: ArrayLike) -> 
     tp = (treated & pos).sum(axis=1)
     fp = (treated & ~pos).sum(axis=1)
     odds = pt / (1.0 - pt)
-    prevalence = pos.mean()
-    return pd.DataFrame(
+    if prevalence is None:
+        pi = float(pos.mean())
+        nb = tp / n - fp / n * odds
+    else:
+        if isinstance(prevalence, bool) or not isinstance(prevalence, (int, float, np.floating)) \
+                or not 0.0 < float(prevalence) < 1.0:
+            raise ValueError(f"prevalence must be a number strictly between 0 and 1 (the share of poor "
+                             f"responders to re-weight to), or None for the sample's own; got {prevalence!r}")
+        require_both_classes(y, "y_true", "net benefit at a given prevalence (TPR and FPR)")
+        pi = float(prevalence)
+        nb = tp / pos.sum() * pi - fp / (~pos).sum() * (1.0 - pi) * odds
+    out = pd.DataFrame(
         {
             "threshold": pt,
-            "net_benefit": tp / n - fp / n * odds,
-            "treat_all": prevalence - (1.0 - prevalence) * odds,
+            "net_benefit": nb,
+            "treat_all": pi - (1.0 - pi) * odds,
             "treat_none": np.zeros_like(pt),
         }
     )
+    out.attrs["prevalence"] = pi
+    return out

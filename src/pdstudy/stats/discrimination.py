@@ -9,7 +9,7 @@ from midranks, so ties count one half and the cost is O(n log n).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -134,25 +134,58 @@ def delong_auc_variance(y_true: ArrayLike, y_score: ArrayLike) -> tuple[float, f
     return float(pl.auc[0]), _contrast_variance(pl, np.ones(1))
 
 
-def delong_auc_ci(y_true: ArrayLike, y_score: ArrayLike, level: float = 0.95) -> AUCInterval:
-    """AUC with a DeLong confidence interval built on the logit scale.
+#: Scales of :func:`delong_auc_ci`'s interval: ``"logit"`` (default) and ``"wald"`` (pROC's default).
+AUC_CI_METHODS: Final = ("logit", "wald")
 
-    The interval is ``expit(logit(auc) -/+ z * se / (auc * (1 - auc)))`` (delta method), with ``se`` the
-    square root of the DeLong variance (:func:`delong_auc_variance`) and ``z`` the normal quantile. The
-    back-transformed interval always lies inside (0, 1) and is asymmetric near the bounds, unlike the
-    plain Wald interval ``auc -/+ z * se`` which can cross 1 on small test sets.
+
+def check_auc_ci(method: str, name: str = "method") -> str:
+    """Return ``method`` if it is one of :data:`AUC_CI_METHODS`, else raise ``ValueError`` naming ``name``.
+
+    Parameters
+    ----------
+    method : str
+        ``"logit"`` or ``"wald"``.
+    name : str, default "method"
+        The parameter's name, for the message (e.g. ``"auc_ci"`` in the notebooks).
+
+    Returns
+    -------
+    str
+        ``method``.
+    """
+    if not isinstance(method, str) or method not in AUC_CI_METHODS:
+        raise ValueError(f"{name} must be one of {list(AUC_CI_METHODS)} (the scale of the DeLong AUC interval), "
+                         f"got {method!r}")
+    return method
+
+
+def delong_auc_ci(y_true: ArrayLike, y_score: ArrayLike, level: float = 0.95, *,
+                  method: str = "logit") -> AUCInterval:
+    """AUC with a DeLong confidence interval, built on the logit scale (default) or as a Wald interval.
+
+    ``se`` is the square root of the DeLong variance (:func:`delong_auc_variance`) and ``z`` the normal
+    quantile of ``level``.
+
+    ``method="logit"`` (default)
+        ``expit(logit(auc) -/+ z * se / (auc * (1 - auc)))`` (delta method). The back-transformed
+        interval always lies inside (0, 1) and is asymmetric near the bounds, unlike the plain Wald
+        interval, which can cross 1 on small test sets.
+    ``method="wald"``
+        ``auc -/+ z * se`` clipped to [0, 1]: pROC's default (``ci.auc(..., method = "delong")``), for
+        comparison with studies that report it.
 
     Degenerate cases (documented choices):
 
-    * ``auc`` exactly 1 or 0 (perfect separation either way): the logit is infinite and the DeLong
-      variance is 0, so the interval is replaced by a Wilson-type interval that treats the AUC as a
-      proportion over ``min(m, n)`` independent units (the smaller class limits the information):
-      ``(wilson_lo(k, k), 1)`` for AUC 1 and ``(0, wilson_hi(0, k))`` for AUC 0 with ``k = min(m, n)``.
-      This is deliberately conservative; a bootstrap would return the useless ``(1, 1)``.
+    * ``auc`` exactly 1 or 0 (perfect separation either way), logit scale: the logit is infinite and
+      the DeLong variance is 0, so the interval is replaced by a Wilson-type interval that treats the
+      AUC as a proportion over ``min(m, n)`` independent units (the smaller class limits the
+      information): ``(wilson_lo(k, k), 1)`` for AUC 1 and ``(0, wilson_hi(0, k))`` for AUC 0 with
+      ``k = min(m, n)``. This is deliberately conservative; a bootstrap would return the useless
+      ``(1, 1)``. The Wald interval keeps pROC's behaviour: ``se`` is 0, so the interval is the point.
     * DeLong variance exactly 0 with ``0 < auc < 1`` (e.g. all scores tied, AUC 0.5): every resample
-      would give the same AUC, so the interval is the point ``(auc, auc)``.
+      would give the same AUC, so the interval is the point ``(auc, auc)`` (both methods).
     * Variance undefined (a class with one patient and non-constant components): ``lo`` and ``hi``
-      are NaN.
+      are NaN (both methods).
 
     Parameters
     ----------
@@ -162,6 +195,8 @@ def delong_auc_ci(y_true: ArrayLike, y_score: ArrayLike, level: float = 0.95) ->
         Finite scores; larger means more likely poor response.
     level : float, default 0.95
         Two-sided confidence level in (0, 1).
+    method : {"logit", "wald"}, default "logit"
+        Scale of the interval (:data:`AUC_CI_METHODS`).
 
     Returns
     -------
@@ -171,21 +206,25 @@ def delong_auc_ci(y_true: ArrayLike, y_score: ArrayLike, level: float = 0.95) ->
     Raises
     ------
     ValueError
-        On invalid input (see :func:`roc_auc`) or a level outside (0, 1).
+        On invalid input (see :func:`roc_auc`), a level outside (0, 1) or an unknown ``method``.
     """
     level = check_level(level)
+    method = check_auc_ci(method)
     auc, var = delong_auc_variance(y_true, y_score)
+    if np.isnan(var):
+        return AUCInterval(auc, float("nan"), float("nan"))
+    z = norm.ppf(0.5 + level / 2)
+    if method == "wald":
+        half = z * np.sqrt(var)
+        return AUCInterval(auc, float(max(0.0, auc - half)), float(min(1.0, auc + half)))
     if auc in (0.0, 1.0):
         y = as_binary(y_true)
         k = int(min(y.sum(), len(y) - y.sum()))
         if auc == 1.0:
             return AUCInterval(1.0, wilson_ci(k, k, level)[0], 1.0)
         return AUCInterval(0.0, 0.0, wilson_ci(0, k, level)[1])
-    if np.isnan(var):
-        return AUCInterval(auc, float("nan"), float("nan"))
     if var == 0.0:
         return AUCInterval(auc, auc, auc)
-    z = norm.ppf(0.5 + level / 2)
     half = z * np.sqrt(var) / (auc * (1.0 - auc))
     centre = logit(auc)
     return AUCInterval(auc, float(expit(centre - half)), float(expit(centre + half)))

@@ -6,7 +6,11 @@
   largest tumour area (or highest score) and the chosen model's CAM of it (Fig. 5,
   :func:`pdstudy.report.cam.plot_cam_examples`).
 * :func:`localise`: the CAM of every test slice with tumour for each localised method, scored against
-  the tumour mask (:func:`pdstudy.evaluate.localisation_table.localisation_table`).
+  the tumour mask, for all patients and for good and poor responders apart
+  (:func:`pdstudy.evaluate.localisation_table.localisation_table`).
+
+Each map explains the class the model predicts for its slice (``cam_target="predicted"``, the default) or
+the patient's true response class (``"true"``); see :func:`pdstudy.learn.cam.compute_cam`.
 
 The model to explain is chosen on validation patients by
 :func:`pdstudy.evaluate.selection.choose_on_validation`, before any map is computed.
@@ -15,7 +19,7 @@ The model to explain is chosen on validation patients by
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -25,12 +29,19 @@ import pandas as pd
 
 from pdstudy.core.methods import Method
 from pdstudy.core.rundir import RunDir, update_provenance
-from pdstudy.core.vocab import RECIST_CODES
-from pdstudy.evaluate import best_slice, localisation_scores, patients_of_split, select_examples
-from pdstudy.evaluate.localisation_table import LEVELS, TumourSlices, localisation_table, tumour_slices
+from pdstudy.core.vocab import RECIST_CODES, RECIST_TO_RESPONSE, RESPONSES, label_of
+from pdstudy.evaluate import best_slice, explained_target, localisation_scores, patients_of_split, select_examples
+from pdstudy.evaluate.localisation_table import (
+    LEVELS,
+    LOCALISATION_GROUPS,
+    TumourSlices,
+    localisation_table,
+    tumour_slices,
+)
 from pdstudy.evaluate.selection import VALIDATION_CHOICE_RULE
-from pdstudy.learn.cam import CAM_METHODS, compute_cam
+from pdstudy.learn.cam import CAM_METHODS, CAM_TARGETS, compute_cam
 from pdstudy.learn.distill import ChainResult, StageResult
+from pdstudy.report.cam import target_phrase
 from pdstudy.study.protocol import Study
 
 __all__ = [
@@ -39,6 +50,7 @@ __all__ = [
     "Localisation",
     "cam_examples",
     "check_cam_method",
+    "check_cam_target",
     "check_gradcam_outputs",
     "final_stage_result",
     "gradcam_methods",
@@ -55,6 +67,12 @@ def check_cam_method(cam_method: str) -> None:
     """Raise ``ValueError`` unless ``cam_method`` is a key of :data:`pdstudy.learn.cam.CAM_METHODS`."""
     if cam_method not in CAM_METHODS:
         raise ValueError(f"cam_method must be one of {list(CAM_METHODS)}, got {cam_method!r}")
+
+
+def check_cam_target(cam_target: str) -> None:
+    """Raise ``ValueError`` unless ``cam_target`` is one of :data:`pdstudy.learn.cam.CAM_TARGETS`."""
+    if cam_target not in CAM_TARGETS:
+        raise ValueError(f"cam_target must be one of {list(CAM_TARGETS)}, got {cam_target!r}")
 
 
 def gradcam_methods(candidates: Sequence[Method]) -> list[Method]:
@@ -109,7 +127,8 @@ class CamExamples:
     cams : ndarray
         ``(n, crop, crop)`` CAMs in [0, 1], in RECIST order of the examples.
     info : dict
-        ``info`` of :func:`pdstudy.learn.cam.compute_cam` (layer, feature map, too-coarse flag, ...).
+        ``info`` of :func:`pdstudy.learn.cam.compute_cam` (what was explained, layer, feature map,
+        too-coarse flag, ...).
     """
 
     method: Method
@@ -133,9 +152,14 @@ class CamExamples:
         """RECIST code -> CAM."""
         return dict(zip(self.present, self.cams))
 
+    @property
+    def explained(self) -> dict[str, str]:
+        """RECIST code -> the class (``good``/``poor``) its map explains (``info["targets"]``)."""
+        return {c: RESPONSES[int(k)] for c, k in zip(self.present, self.info["targets"])}
+
 
 def cam_examples(study: Study, results: Sequence[ChainResult], preds: pd.DataFrame, method: Method, *, seed: int,
-                 model_seed: int, crop_size: int, cam_method: str) -> CamExamples:
+                 model_seed: int, crop_size: int, cam_method: str, cam_target: str = "predicted") -> CamExamples:
     """Draw one test patient per RECIST category and compute the CAM of the model's final stage on its slice.
 
     Parameters
@@ -156,13 +180,18 @@ def cam_examples(study: Study, results: Sequence[ChainResult], preds: pd.DataFra
         Centre crop fed to the model.
     cam_method : str
         Key of :data:`pdstudy.learn.cam.CAM_METHODS`.
+    cam_target : {"predicted", "true"}
+        Class each map explains: the one the model predicts for the slice, or the patient's true
+        response (:func:`pdstudy.learn.cam.compute_cam`).
 
     Returns
     -------
     CamExamples
-        The examples, their slices, masks and CAMs (class ``poor``), and the CAM info.
+        The examples, their slices, masks and CAMs, and the CAM info (``info["targets"]``: the class
+        each map explains).
     """
     check_cam_method(cam_method)
+    check_cam_target(cam_target)
     prepared = study.cohort.prepared
     stage = final_stage_result(results, method, model_seed)
     model = stage.load_model(study.settings)
@@ -173,8 +202,9 @@ def cam_examples(study: Study, results: Sequence[ChainResult], preds: pd.DataFra
     by_code = {r["recist"]: r["patient_id"] for _, r in examples.iterrows()}
     cache_rows = {code: best_slice(prepared, pid, stage.slice_probs) for code, pid in by_code.items()}
     present = [c for c in RECIST_CODES if c in by_code]
+    labels = [label_of(RECIST_TO_RESPONSE[c]) for c in present] if cam_target == "true" else None
     cams, info = compute_cam(model, arch, np.asarray(prepared.images[[cache_rows[c] for c in present]]),
-                             crop_size=crop_size, method=cam_method, target_class=1)
+                             crop_size=crop_size, method=cam_method, target=cam_target, labels=labels)
     masks = None
     if prepared.masks is not None:
         masks = {c: np.asarray(prepared.masks[cache_rows[c]]) for c in present}
@@ -210,8 +240,12 @@ class Localisation:
 
 def localise(study: Study, results: Sequence[ChainResult], preds: pd.DataFrame,
              methods: Sequence[Method] = LOCALISED_METHODS, *, model_seed: int, crop_size: int,
-             cam_method: str) -> Localisation | None:
+             cam_method: str, cam_target: str = "predicted") -> Localisation | None:
     """Score how well each method's CAMs point at the tumour on every test slice with tumour.
+
+    The table has rows for all test patients and for good and poor responders apart
+    (:data:`pdstudy.evaluate.localisation_table.LOCALISATION_GROUPS`), and counts the constant maps it
+    could not score (``n_constant``).
 
     Parameters
     ----------
@@ -229,6 +263,8 @@ def localise(study: Study, results: Sequence[ChainResult], preds: pd.DataFrame,
         Centre crop fed to the models.
     cam_method : str
         Key of :data:`pdstudy.learn.cam.CAM_METHODS`.
+    cam_target : {"predicted", "true"}
+        Class each map explains (:func:`pdstudy.learn.cam.compute_cam`).
 
     Returns
     -------
@@ -237,20 +273,24 @@ def localise(study: Study, results: Sequence[ChainResult], preds: pd.DataFrame,
         the table's ``feature_map`` and ``too_coarse`` columns report them.
     """
     check_cam_method(cam_method)
+    check_cam_target(cam_target)
     prepared = study.cohort.prepared
     if prepared.masks is None:
         return None
-    slices = tumour_slices(prepared, patients_of_split(preds, "test")["patient_id"])
+    test = patients_of_split(preds, "test")
+    slices = tumour_slices(prepared, test["patient_id"], dict(zip(test["patient_id"], test["response"])))
+    labels = np.array([label_of(r) for r in slices.responses]) if cam_target == "true" else None
     scored, infos = [], {}
     for m in methods:
         stage = final_stage_result(results, m, model_seed)
         with warnings.catch_warnings():  # too-coarse maps are reported in the table's feature_map columns
             warnings.simplefilter("ignore", RuntimeWarning)
             cams, info = compute_cam(stage.load_model(study.settings), stage.meta["built_arch"], slices.images,
-                                     crop_size=crop_size, method=cam_method, target_class=1)
+                                     crop_size=crop_size, method=cam_method, target=cam_target, labels=labels)
         infos[m.id] = info
         scored.append((m, localisation_scores(cams, slices.masks, slices.bodies), info))
-    return Localisation(table=localisation_table(scored, slices.one_per_patient), slices=slices, infos=infos)
+    table = localisation_table(scored, slices.one_per_patient, slices.responses)
+    return Localisation(table=table, slices=slices, infos=infos)
 
 
 def record_gradcam(run: RunDir, selection: pd.DataFrame, examples: CamExamples, *, localised: bool, cam_method: str,
@@ -282,10 +322,12 @@ def record_gradcam(run: RunDir, selection: pd.DataFrame, examples: CamExamples, 
     info = examples.info
     return update_provenance(run, "07_gradcam_maps", {
         "rule": VALIDATION_CHOICE_RULE, "candidates": selection.to_dict("records"), "explained": examples.method.id,
-        "model_seed": examples.seed, "cam_method": cam_method, "target_layer": info["target_layer"],
+        "model_seed": examples.seed, "cam_method": cam_method, "cam_target": explained_target(info),
+        "explained_classes": examples.explained, "target_layer": info["target_layer"],
         "feature_map_size": list(info["feature_map_size"]), "too_coarse": info["too_coarse"], "seed": seed,
         "examples": examples.patients, "missing_categories": examples.missing, "localisation": localised,
-        "parameters": {"cam_method": cam_method, "pd_chains": pd_chains, "seed": seed},
+        "parameters": {"cam_method": cam_method, "cam_target": info.get("target"), "pd_chains": pd_chains,
+                       "seed": seed},
     })
 
 
@@ -296,9 +338,10 @@ def check_gradcam_outputs(run: RunDir, *, selection: pd.DataFrame, examples: Cam
 
     Checks Fig. 5's files; that every RECIST category has an example or is listed missing, and examples
     are test patients; the CAMs' shape and range; that the chosen model has the highest validation AUC
-    and the choice never saw a test AUC; that a too-coarse figure says so in its title (``suptitle``);
-    and, with a localisation table, its rows (methods x 2 levels x 2 metrics), ranges, that every tumour
-    slice and patient was examined, and the warnings of its Markdown file.
+    and the choice never saw a test AUC; that the figure's title (``suptitle``) says which class the
+    maps explain, and warns when they are too coarse; and, with a localisation table, its rows
+    (methods x groups x 2 levels x 2 metrics), ranges, that every tumour slice and patient of each
+    group was examined, the constant-map counts, and the warnings of its Markdown file.
 
     Parameters
     ----------
@@ -341,27 +384,53 @@ def check_gradcam_outputs(run: RunDir, *, selection: pd.DataFrame, examples: Cam
             problems.append("the choice of the model saw test AUCs")
     if examples.info["too_coarse"] and not ("WARNING" in suptitle and "too coarse" in suptitle):
         problems.append("Fig. 5 shows too-coarse maps without a warning in its title")
+    says = ("class-agnostic" if examples.info["method"] == "eigencam"
+            else target_phrase(explained_target(examples.info)))
+    if says not in suptitle:
+        problems.append(f"Fig. 5's title does not say which class the maps explain ({says!r})")
     if localisation is not None:
         problems += _check_localisation(run, localisation, methods)
     return problems
+
+
+def _examined(slices: TumourSlices) -> dict[tuple[str, str], int]:
+    """(group, level) -> how many slices the localisation table must have examined."""
+    groups = {LOCALISATION_GROUPS[0]: np.ones(len(slices.rows), dtype=bool)}
+    if slices.responses is not None:
+        groups |= {g: slices.responses == g for g in LOCALISATION_GROUPS[1:]}
+    counts = {}
+    for g, sel in groups.items():
+        counts[(g, LEVELS[0])] = int(sel.sum())
+        counts[(g, LEVELS[1])] = int((sel & slices.one_per_patient).sum())
+    return counts
 
 
 def _check_localisation(run: RunDir, localisation: Localisation, methods: Sequence[Method]) -> list[str]:
     written = pd.read_csv(run.tables / "gradcam_localisation.csv")
     md_text = (run.tables / "gradcam_localisation.md").read_text()
     problems = []
-    if len(written) != len(methods) * len(LEVELS) * 2:
+    expected = _examined(localisation.slices)
+    n_groups = len({g for g, _ in expected})
+    if len(written) != len(methods) * n_groups * len(LEVELS) * 2:
         problems.append(f"gradcam_localisation has {len(written)} rows, expected {len(methods)} methods x "
-                        f"{len(LEVELS)} levels x 2 metrics")
+                        f"{n_groups} groups x {len(LEVELS)} levels x 2 metrics")
     if set(written["method"]) != {m.label for m in methods}:
         problems.append(f"gradcam_localisation methods are {sorted(set(written['method']))}")
+    if set(written["group"]) != {g for g, _ in expected}:
+        problems.append(f"gradcam_localisation groups are {sorted(set(written['group']))}, "
+                        f"expected {sorted({g for g, _ in expected})}")
     problems += [f"gradcam_localisation column {col} outside [0, 1]" for col in ("value", "chance", "ci_low", "ci_high")
                  if not written[col].dropna().between(0, 1).all()]
     examined = written["n_slices"] + written["n_unscored"]
-    expected: Mapping[str, int] = {LEVELS[0]: len(localisation.slices.rows), LEVELS[1]: localisation.slices.n_patients}
-    problems += [f"gradcam_localisation: not every slice examined at level {level!r}" for level, n in expected.items()
-                 if not (examined[written["level"] == level] == n).all()]
-    if (written["n_slices"] == 0).any() and "No slice could be scored" not in md_text:
+    problems += [f"gradcam_localisation: not every slice examined in group {group!r} at level {level!r}"
+                 for (group, level), n in expected.items()
+                 if not (examined[(written["group"] == group) & (written["level"] == level)] == n).all()]
+    if written["n_constant"].isna().any() or (written["n_constant"] > written["n_unscored"]).any():
+        problems.append("gradcam_localisation n_constant missing or above n_unscored")
+    if (written["n_constant"] > 0).any() and "Constant maps" not in md_text:
+        problems.append("gradcam_localisation.md does not report the constant maps")
+    overall = written[written["group"] == LOCALISATION_GROUPS[0]]
+    if (overall["n_slices"] == 0).any() and "No slice could be scored" not in md_text:
         problems.append("gradcam_localisation.md does not say which method no slice could be scored for")
     if not written["feature_map"].str.match(r"^\d+x\d+$").all():
         problems.append("gradcam_localisation feature_map is not HxW")

@@ -15,6 +15,10 @@ from pdstudy.core.rundir import RunDir, run_dir, update_provenance
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 
+#: Path parameter -> the keyword of :func:`run_notebooks` and the ``pdstudy run`` option that also set it.
+PATH_OPTIONS = {"run_dir": ("out", "--out"), "data_dir": ("data_dir", "--data-dir"),
+                "manifest": ("manifest", "--manifest")}
+
 
 class RunError(RuntimeError):
     """A notebook failed; the message names the notebook and the cell."""
@@ -37,6 +41,46 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, value = pair.split("=", 1)
         out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
     return out
+
+
+def _same_path(a: Any, b: Any) -> bool:
+    """Two path values name the same file or folder (relative ones from the current directory)."""
+    a, b = str(a).strip(), str(b).strip()
+    if not a or not b:
+        return a == b
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def check_path_options(overrides: dict[str, Any], **options: str | Path | None) -> None:
+    """Refuse a path given twice with two different values: as a ``-p`` override and as its own option.
+
+    ``pdstudy run -p run_dir=X --out Y`` would otherwise write the notebooks' tables to X and the executed
+    notebooks and ``provenance.json`` to Y.
+
+    Parameters
+    ----------
+    overrides : dict
+        The ``-p key=value`` parameters.
+    **options : path or None
+        The keywords of :func:`run_notebooks` that set a path parameter (``out``, ``data_dir``, ``manifest``,
+        see :data:`PATH_OPTIONS`); None means not given.
+
+    Raises
+    ------
+    ValueError
+        Naming both values and how each was given, for every parameter given twice differently.
+    """
+    unknown = sorted(set(options) - {keyword for keyword, _ in PATH_OPTIONS.values()})
+    if unknown:
+        raise ValueError(f"options must be among {[k for k, _ in PATH_OPTIONS.values()]}, got {unknown}")
+    clashes = []
+    for key, (keyword, flag) in PATH_OPTIONS.items():
+        given = options.get(keyword)
+        if key in overrides and given is not None and not _same_path(overrides[key], given):
+            clashes.append(f"-p {key}={overrides[key]} and {flag} {given} name different paths")
+    if clashes:
+        raise ValueError("contradictory parameters: " + "; ".join(clashes)
+                         + ". Give each path once (or the same path to both).")
 
 
 def select_notebooks(folder: Path, only: list[str] | None = None) -> list[Path]:
@@ -154,6 +198,8 @@ def run_notebooks(
         Two-digit notebook numbers to run (e.g. ``["01", "03"]``).
     overrides : dict, optional
         Parameters overriding the profile; each must be declared by at least one selected notebook.
+        ``run_dir``, ``data_dir`` and ``manifest`` here must agree with ``out``, ``data_dir`` and ``manifest``
+        when both are given (:func:`check_path_options`); ``run_dir`` alone also places the executed notebooks.
     data_dir : path, optional
         Synthetic cohort and slice cache root (default ``data/`` beside ``notebooks/``).
     kernel : str, optional
@@ -163,21 +209,25 @@ def run_notebooks(
     ------
     RunError
         Naming the notebook and cell when a notebook fails; later notebooks do not run.
+    ValueError
+        An unknown parameter, or a path given twice with different values (nothing is written then).
     """
-
+    overrides = dict(overrides or {})
+    check_path_options(overrides, out=out, data_dir=data_dir, manifest=manifest)
     folder = notebooks_dir()
     books = select_notebooks(folder, only)
     params = load_profile(profile)
-    overrides = dict(overrides or {})
-    run = run_dir(out or Path("reports") / profile)
-    params.update(run_dir=str(run.root), data_dir=str(Path(data_dir or folder.parent / "data").resolve()),
-                  manifest=str(Path(manifest).resolve()) if manifest else "")
     declared = {b.name: declared_parameters(b) for b in books}
     known = set().union(*declared.values()) if declared else set()
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown}; the selected notebooks declare {sorted(known)}")
-    params.update(overrides)
+    # -p run_dir=X alone places the executed notebooks and provenance.json in X too, beside the tables
+    run_root = out or (str(overrides["run_dir"]) if str(overrides.get("run_dir", "")).strip() else None)
+    run = run_dir(run_root or Path("reports") / profile)
+    params.update(run_dir=str(run.root), data_dir=str(Path(data_dir or folder.parent / "data").resolve()),
+                  manifest=str(Path(manifest).resolve()) if manifest else "")
+    params.update({k: v for k, v in overrides.items() if k != "run_dir"})
     for key, value in params.items():
         # Paths given on the command line are relative to where the user is, not to notebooks/.
         if key in PATH_PARAMETERS and isinstance(value, str) and value and not Path(value).is_absolute():

@@ -7,7 +7,9 @@ Notebooks build a :class:`Study` from their parameters (:meth:`Study.from_parame
 
 from __future__ import annotations
 
+import numbers
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +22,31 @@ from pdstudy.core.params import STUDY_PARAMETERS, load_profile
 from pdstudy.core.rundir import RunDir, run_dir, update_provenance
 from pdstudy.data.cohort import Cohort, load_cohort
 from pdstudy.data.predictions import write_predictions
-from pdstudy.data.splits import carve_validation, check_no_leakage, stratified_folds
+from pdstudy.data.splits import (
+    DuplicatePatientWarning,
+    carve_validation,
+    check_no_leakage,
+    same_person_groups,
+    stratified_folds,
+)
 from pdstudy.learn.dataset import AugmentConfig, check_crop
 from pdstudy.learn.distill import ChainResult, Context, ModelSettings, parse_chain, run_method
 from pdstudy.learn.train import TrainConfig
+from pdstudy.report import write_table
 from pdstudy.stats import delong_auc_ci, roc_auc
 
 PROTOCOLS = ("fixed", "cv")
+
+#: Columns of ``tables/top_k_short.csv`` (:func:`top_k_short`).
+TOP_K_SHORT_COLUMNS = ("patient_id", "split", "n_slices", "top_k")
+
+#: Title and notes of ``tables/top_k_short.md``.
+TOP_K_SHORT_TITLE = "Patients with fewer cached slices than top_k"
+TOP_K_SHORT_NOTES = (
+    "A patient's score is the mean of its top_k highest slice probabilities; a patient with fewer slices is "
+    "scored on the mean of all of them, a different scale from the other patients' scores.",
+    "One row per patient and split it has in the run's training contexts (fixed split: one split per patient).",
+)
 
 @dataclass
 class Study:
@@ -45,6 +65,10 @@ class Study:
     top_k: int = 10
     progress: bool = True
     parameters: dict[str, Any] = field(default_factory=dict)
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_split_seed(self.split_seed)
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any], *, progress: bool = True) -> Study:
@@ -63,29 +87,80 @@ class Study:
                    stage_root=Path(p["data_dir"]) / "stages", seeds=tuple(int(s) for s in p["seeds"]),
                    protocol=p["protocol"], cv_folds=int(p["cv_folds"]), cv_repeats=int(p["cv_repeats"]),
                    val_fraction=float(p["val_fraction"]), top_k=int(p["top_k"]), progress=progress,
-                   parameters=p)
+                   parameters=p, split_seed=int(p["split_seed"]))
 
     def describe(self) -> str:
         """Two lines for a notebook: cohort, protocol and seeds; the models and how they are initialised."""
-        return (f"cohort: {self.cohort.name}; protocol: {self.protocol}; seeds: {list(self.seeds)}\n"
+        return (f"cohort: {self.cohort.name}; protocol: {self.protocol}; seeds: {list(self.seeds)}; "
+                f"split_seed: {self.split_seed}\n"
                 f"models: {'quick stand-ins' if self.settings.stand_ins else 'paper architectures'}, "
                 f"{'ImageNet weights' if self.settings.pretrained else 'random initialisation'}")
 
     # ------------------------------------------------------------------ protocol
 
-    def contexts(self) -> Iterator[Context]:
-        """One training context per seed (fixed split) or per seed x repeat x fold (CV)."""
+    def splits(self) -> list[tuple[pd.DataFrame, int, int]]:
+        """The patients' splits of every training context: ``(patients, fold, repeat)``, the same for every seed.
+
+        The validation carve and the cross-validation folds are drawn from :attr:`split_seed`, never from a
+        training seed, so every training seed trains, validates and tests on the same patients (and the seed
+        ensemble of :mod:`pdstudy.evaluate` keeps every validation patient). Patients sharing a same-person key
+        (:meth:`pdstudy.data.cache.PreparedCohort.same_patient_keys`) stay in one fold and on one side of the
+        validation carve.
+
+        Returns
+        -------
+        list of (pandas.DataFrame, int, int)
+            Included patients with ``split`` train / val / test, the fold (-1 for the fixed split) and the
+            repeat; one entry (fixed) or ``cv_repeats x cv_folds`` entries (CV, repeat-major).
+
+        Raises
+        ------
+        pdstudy.data.splits.LeakageError
+            When the manifest puts the same person (by ID or a same-person key) in two splits.
+        """
         base = self.cohort.patients()[["patient_id", "split", "response", "recist"]]
-        check_no_leakage(base, same_patient=self.cohort.prepared.same_patient_keys())
-        for seed in self.seeds:
-            if self.protocol == "fixed":
-                yield self._context(carve_validation(base, self.val_fraction, seed=seed), seed=seed)
-                continue
+        keys = self.cohort.prepared.same_patient_keys()
+        check_no_leakage(base, same_patient=keys)
+        groups = same_person_groups(keys)
+        if self.protocol == "fixed":
+            out = [(carve_validation(base, self.val_fraction, seed=self.split_seed, groups=groups), -1, 0)]
+        else:
             pooled = base.assign(split="train")
+            out = []
             for repeat in range(self.cv_repeats):
-                for fold, df in enumerate(stratified_folds(pooled, self.cv_folds, seed=seed, repeat=repeat)):
-                    carved = carve_validation(df, self.val_fraction, seed=seed * 1000 + repeat * 100 + fold)
-                    yield self._context(carved, seed=seed, fold=fold, repeat=repeat)
+                folds = stratified_folds(pooled, self.cv_folds, seed=self.split_seed, repeat=repeat, groups=groups)
+                for fold, df in enumerate(folds):
+                    carved = carve_validation(df, self.val_fraction, seed=self.split_seed * 1000 + repeat * 100 + fold,
+                                              groups=groups)
+                    out.append((carved, fold, repeat))
+        with warnings.catch_warnings():  # same-split pairs were reported once, by the check above
+            warnings.simplefilter("ignore", DuplicatePatientWarning)
+            for patients, _, _ in out:
+                check_no_leakage(patients, same_patient=keys)
+        return out
+
+    def contexts(self) -> Iterator[Context]:
+        """One training context per seed (fixed split) or per seed x repeat x fold (CV), on :meth:`splits`."""
+        yield from self._contexts(self.splits())
+
+    def _contexts(self, splits: list[tuple[pd.DataFrame, int, int]]) -> Iterator[Context]:
+        for seed in self.seeds:
+            for patients, fold, repeat in splits:
+                yield self._context(patients, seed=seed, fold=fold, repeat=repeat)
+
+    def top_k_short(self) -> pd.DataFrame:
+        """Included patients with fewer cached slices than :attr:`top_k`, in the splits of :meth:`splits`.
+
+        Returns
+        -------
+        pandas.DataFrame
+            :func:`top_k_short` of the patients of every context and the cohort's slice counts.
+        """
+        return self._top_k_short(self.splits())
+
+    def _top_k_short(self, splits: list[tuple[pd.DataFrame, int, int]]) -> pd.DataFrame:
+        counts = self.cohort.prepared.index["patient_id"].astype(str).value_counts()
+        return top_k_short([patients for patients, _, _ in splits], counts, self.top_k)
 
     def _context(self, patients: pd.DataFrame, *, seed: int, fold: int = -1, repeat: int = 0) -> Context:
         return Context(prepared=self.cohort.prepared, patients=patients.reset_index(drop=True),
@@ -98,7 +173,12 @@ class Study:
         """Run every method in every context, write predictions, record provenance; returns all results."""
         results: list[ChainResult] = []
         t0 = time.perf_counter()
-        for ctx in self.contexts():
+        splits = self.splits()
+        short = self._top_k_short(splits)
+        write_table(short, self.rundir, "top_k_short", title=TOP_K_SHORT_TITLE,
+                    notes=[*TOP_K_SHORT_NOTES, f"top_k = {self.top_k}; protocol: {self.protocol}; "
+                           f"{short['patient_id'].nunique()} patient(s) listed."])
+        for ctx in self._contexts(splits):
             for method in methods:
                 result = run_method(ctx, method)
                 write_predictions(self.rundir.predictions, result.method, result.predictions, seed=ctx.seed,
@@ -106,7 +186,9 @@ class Study:
                 results.append(result)
         update_provenance(self.rundir, section, {
             "methods": [m.id for m in methods], "seeds": list(self.seeds), "protocol": self.protocol,
+            "split_seed": self.split_seed, "val_fraction": self.val_fraction,
             "cv": {"folds": self.cv_folds, "repeats": self.cv_repeats} if self.protocol == "cv" else None,
+            "top_k_short": {"top_k": self.top_k, "patients": sorted(short["patient_id"].unique().tolist())},
             "manifest_sha256": self.cohort.prepared.meta["manifest_sha256"], "parameters": self.parameters,
             "stage_keys": {r.method.id: [s.key for s in r.stages] for r in results},
             "wall_seconds": round(time.perf_counter() - t0, 1), "device": str(self.train_cfg.device),
@@ -128,6 +210,7 @@ def study_configs(params: Mapping[str, Any]) -> tuple[dict[str, Any], TrainConfi
         raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {p['protocol']!r}")
     if int(p["top_k"]) < 1:
         raise ValueError(f"top_k must be >= 1, got {p['top_k']}")
+    check_split_seed(p["split_seed"])
     check_crop(int(p["image_size"]), int(p["crop_size"]))
     cfg = TrainConfig(
         epochs=int(p["epochs"]), batch_size=int(p["batch_size"]), optimizer=p["optimizer"], lr=float(p["lr"]),
@@ -140,6 +223,75 @@ def study_configs(params: Mapping[str, Any]) -> tuple[dict[str, Any], TrainConfi
                              stand_ins=bool(p["stand_ins"]), drop_rate=float(p["drop_rate"]),
                              drop_path_rate=float(p["drop_path_rate"]))
     return p, cfg, settings
+
+
+def check_split_seed(value: Any) -> int:
+    """Check the ``split_seed`` study parameter: a non-negative integer (bool is not one).
+
+    Parameters
+    ----------
+    value : Any
+        The parameter's value.
+
+    Returns
+    -------
+    int
+        The value as an ``int``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``split_seed`` and what was expected.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 0:
+        raise ValueError(f"split_seed must be a non-negative integer (it seeds the validation carve and the CV "
+                         f"folds), got {value!r}")
+    return int(value)
+
+
+def top_k_short(patients: pd.DataFrame | list[pd.DataFrame], n_slices: Mapping[str, int] | pd.Series,
+                top_k: int) -> pd.DataFrame:
+    """Patients scored on fewer slices than ``top_k`` (their score is the mean of all their slices).
+
+    Parameters
+    ----------
+    patients : DataFrame or list of DataFrame
+        Included patients with ``patient_id`` and ``split`` (e.g. the patients of each training context).
+    n_slices : mapping or pandas.Series
+        Cached slices per patient ID (e.g. ``prepared.index["patient_id"].value_counts()``).
+    top_k : int
+        Slices averaged into a patient's score (>= 1).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`TOP_K_SHORT_COLUMNS`: one row per distinct (patient, split) with
+        ``n_slices < top_k``, sorted by patient ID and split (train, val, test); empty when none.
+
+    Raises
+    ------
+    ValueError
+        On ``top_k < 1``, a frame without ``patient_id`` / ``split``, or a patient without a slice count.
+    """
+    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+        raise ValueError(f"top_k must be an integer >= 1, got {top_k!r}")
+    frames = [patients] if isinstance(patients, pd.DataFrame) else list(patients)
+    for df in frames:
+        if not isinstance(df, pd.DataFrame) or not {"patient_id", "split"} <= set(df.columns):
+            raise ValueError("patients must be DataFrames with columns 'patient_id' and 'split'")
+    counts = {str(k): int(v) for k, v in dict(n_slices).items()}
+    rows = pd.concat([df[["patient_id", "split"]] for df in frames], ignore_index=True) if frames \
+        else pd.DataFrame(columns=["patient_id", "split"])
+    rows = rows.assign(patient_id=rows["patient_id"].astype(str)).drop_duplicates()
+    unknown = sorted(set(rows["patient_id"]) - set(counts))
+    if unknown:
+        raise ValueError(f"n_slices has no slice count for patient(s) {unknown[:5]}")
+    rows["n_slices"] = rows["patient_id"].map(counts).astype(int)
+    rows["top_k"] = int(top_k)
+    order = {"train": 0, "val": 1, "test": 2}
+    short = rows[rows["n_slices"] < top_k]
+    short = short.sort_values(["patient_id", "split"], key=lambda c: c.map(order) if c.name == "split" else c)
+    return short[list(TOP_K_SHORT_COLUMNS)].reset_index(drop=True)
 
 
 def methods(kind: str, chains: list[str] | list[list[str]]) -> list[Method]:

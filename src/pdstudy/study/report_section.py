@@ -37,6 +37,7 @@ from pdstudy.report.tables import write_evaluation_table
 from pdstudy.study.protocol import Study, iteration_chain, methods
 
 __all__ = [
+    "OPTIONAL_REPORT_PARAMETERS",
     "REPORT_PARAMETERS",
     "ROC_PANELS",
     "ReportPlan",
@@ -60,6 +61,9 @@ ROC_PANELS: Final = {
 #: Notebook parameters recorded in the provenance of the report section.
 REPORT_PARAMETERS: Final = ("profile", "seed", "baselines", "kd_chains", "pd_chains", "curve_architectures",
                             "curve_iterations")
+#: Notebook parameters recorded too when present (the evaluation's choices: AUC interval, decision-curve
+#: prevalence, top-k, the validation carve).
+OPTIONAL_REPORT_PARAMETERS: Final = ("auc_ci", "dca_prevalence", "top_k", "val_fraction", "split_seed")
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,8 @@ def report_plan(*, baselines: Sequence[str], kd_chains: Sequence[str], pd_chains
                       curve_iterations=int(curve_iterations))
 
 
-def write_iteration_curves(preds: pd.DataFrame, plan: ReportPlan, run: RunDir) -> dict[str, pd.DataFrame]:
+def write_iteration_curves(preds: pd.DataFrame, plan: ReportPlan, run: RunDir, *,
+                           auc_ci: str = "logit") -> dict[str, pd.DataFrame]:
     """Fig. 6's data: each curve chain's test performance per iteration, written as ``fig6_iterations_<arch>``.
 
     Parameters
@@ -149,6 +154,8 @@ def write_iteration_curves(preds: pd.DataFrame, plan: ReportPlan, run: RunDir) -
         The report's methods.
     run : pdstudy.core.rundir.RunDir
         The run directory.
+    auc_ci : {"logit", "wald"}, default "logit"
+        Scale of the DeLong AUC intervals (the notebook's ``auc_ci``).
 
     Returns
     -------
@@ -158,14 +165,15 @@ def write_iteration_curves(preds: pd.DataFrame, plan: ReportPlan, run: RunDir) -
     """
     curves = {}
     for a, m in plan.curves.items():
-        curve = iteration_curve(preds, m.id)
+        curve = iteration_curve(preds, m.id, auc_ci=auc_ci)
         write_evaluation_table(curve, run, f"fig6_iterations_{a}",
                                title=f"Fig. 6 data: {m.label}, test set per iteration")
         curves[f"{display_arch(a)}, {plan.curve_iterations} iterations"] = curve
     return curves
 
 
-def write_roc_panels(preds: pd.DataFrame, main: Sequence[Method], run: RunDir) -> dict[str, str]:
+def write_roc_panels(preds: pd.DataFrame, main: Sequence[Method], run: RunDir, *,
+                     auc_ci: str = "logit") -> dict[str, str]:
     """Fig. 3A-C: one ROC figure per kind of method, saved as ``fig3_roc_<kind>``.
 
     The KD and PD panels start with the B7 baseline (when it was run) as a reference. The figures are
@@ -179,6 +187,8 @@ def write_roc_panels(preds: pd.DataFrame, main: Sequence[Method], run: RunDir) -
         The report's main methods (:attr:`ReportPlan.main`).
     run : pdstudy.core.rundir.RunDir
         The run directory.
+    auc_ci : {"logit", "wald"}, default "logit"
+        Scale of the DeLong AUC intervals in the legends (the notebook's ``auc_ci``).
 
     Returns
     -------
@@ -191,12 +201,14 @@ def write_roc_panels(preds: pd.DataFrame, main: Sequence[Method], run: RunDir) -
         ids = [m.id for m in main if m.kind == kind]
         if not ids:
             continue
-        save_figure(plot_roc(preds, ids if kind == "baseline" else reference + ids), run, f"fig3_roc_{kind}")
+        save_figure(plot_roc(preds, ids if kind == "baseline" else reference + ids, auc_ci=auc_ci), run,
+                    f"fig3_roc_{kind}")
         panels[caption] = f"fig3_roc_{kind}"
     return panels
 
 
-def write_cv_tables(study_rows: pd.DataFrame, main: Sequence[Method], run: RunDir) -> pd.DataFrame:
+def write_cv_tables(study_rows: pd.DataFrame, main: Sequence[Method], run: RunDir, *,
+                    auc_ci: str = "logit") -> pd.DataFrame:
     """Cross-validation of the main methods: ``cv_summary`` and ``cv_per_repeat`` tables.
 
     Parameters
@@ -207,6 +219,8 @@ def write_cv_tables(study_rows: pd.DataFrame, main: Sequence[Method], run: RunDi
         The methods summarised.
     run : pdstudy.core.rundir.RunDir
         The run directory.
+    auc_ci : {"logit", "wald"}, default "logit"
+        Scale of the per-repeat DeLong AUC intervals (the notebook's ``auc_ci``).
 
     Returns
     -------
@@ -214,9 +228,9 @@ def write_cv_tables(study_rows: pd.DataFrame, main: Sequence[Method], run: RunDi
         :func:`pdstudy.evaluate.cv_summary` of the main methods.
     """
     cv_preds = select_predictions(study_rows, method_ids={m.id for m in main}, folds="cv")
-    cv = cv_summary(cv_preds)
+    cv = cv_summary(cv_preds, auc_ci=auc_ci)
     write_evaluation_table(cv, run, "cv_summary", title="Cross-validation: out-of-fold test AUC")
-    write_evaluation_table(cv_summary(cv_preds, per_repeat=True), run, "cv_per_repeat",
+    write_evaluation_table(cv_summary(cv_preds, per_repeat=True, auc_ci=auc_ci), run, "cv_per_repeat",
                            title="Cross-validation: each repeat")
     return cv
 
@@ -232,7 +246,8 @@ def write_study_report(study: Study, contents: ReportContents, *, params: Mappin
     contents : ReportContents
         :func:`pdstudy.report.document.report_contents`.
     params : mapping
-        Notebook 08's parameters (e.g. its ``globals()``): :data:`REPORT_PARAMETERS` and ``stand_ins``.
+        Notebook 08's parameters (e.g. its ``globals()``): :data:`REPORT_PARAMETERS` and ``stand_ins``; those
+        of :data:`OPTIONAL_REPORT_PARAMETERS` are recorded too when present.
     fig4_model : Method
         The model of Fig. 4.
     fig4_policy : str
@@ -251,7 +266,8 @@ def write_study_report(study: Study, contents: ReportContents, *, params: Mappin
         "profile": params["profile"], "seed": params["seed"], "stand_ins": bool(params["stand_ins"]),
         "tables": list(contents.tables.values()), "figures": list(contents.figures.values()),
         "fig4_model": fig4_model.id, "fig4_policy": fig4_policy,
-        "parameters": {k: params[k] for k in REPORT_PARAMETERS},
+        "parameters": {**{k: params[k] for k in REPORT_PARAMETERS},
+                       **{k: params[k] for k in OPTIONAL_REPORT_PARAMETERS if k in params}},
     })
     return write_report(run, cohort_name=study.cohort.name, synthetic=study.cohort.synthetic, tables=contents.tables,
                         figures=contents.figures, notes=contents.notes)

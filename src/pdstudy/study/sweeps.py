@@ -24,11 +24,14 @@ import torch
 
 from pdstudy.core.hashing import stable_hash
 from pdstudy.core.io import write_csv, write_json, write_text, write_with
+from pdstudy.core.methods import QUICK_STAND_INS, method_from_id
 from pdstudy.core.params import STUDY_PARAMETERS
 from pdstudy.core.rundir import redact_paths, run_dir, update_provenance
 from pdstudy.data.cohort import load_cohort
 from pdstudy.data.predictions import read_predictions
 from pdstudy.learn import distributed
+from pdstudy.learn.distill import TRAINING_CODE_VERSION
+from pdstudy.learn.models import local_weights_file, weights_file_sha256
 from pdstudy.study.jobs import JobSpec, base_parameters, check_job, read_yaml_mapping, resolve_paths, run_job
 
 EXECUTORS = ("local", "slurm")
@@ -199,7 +202,9 @@ def prepare_cohorts(specs: list[JobSpec], *, progress: bool = True) -> dict[tupl
                              synth_seed=int(p["synth_seed"]), synth_slices=int(p["synth_slices"]),
                              synth_size=int(p["synth_size"]), workers=int(p["workers"]) or None,
                              show_progress=progress)
-        out[args] = {"manifest_sha256": cohort.prepared.meta["manifest_sha256"], "cache": cohort.prepared.root.name}
+        meta = cohort.prepared.meta
+        out[args] = {"manifest_sha256": meta["manifest_sha256"],
+                     "cache": meta.get("content_sha256", cohort.prepared.root.name)}
     return out
 
 
@@ -209,7 +214,21 @@ def job_key(spec: JobSpec, cohort: dict[str, str]) -> str:
     params["weights_dir"] = bool(params.get("weights_dir"))
     params["manifest"] = bool(params.get("manifest"))
     return stable_hash({"parameters": params, "method": spec.method, "seed": spec.seed, "fold": spec.fold,
-                        "repeat": spec.repeat, "device": spec.device, "cohort": cohort}, length=20)
+                        "repeat": spec.repeat, "device": spec.device, "cohort": cohort,
+                        "code": TRAINING_CODE_VERSION, "weights": _weights_digests(spec)}, length=20)
+
+
+def _weights_digests(spec: JobSpec) -> dict[str, str | None]:
+    """SHA-256 of the local weights file each architecture of the job's chain loads (as the stage key keys it)."""
+    folder = spec.parameters.get("weights_dir")
+    if not folder:
+        return {}
+    out: dict[str, str | None] = {}
+    for arch in method_from_id(spec.method).chain:
+        built = QUICK_STAND_INS.get(arch, arch) if spec.parameters.get("stand_ins") else arch
+        path = local_weights_file(folder, built)
+        out[arch] = weights_file_sha256(path) if path is not None else None
+    return out
 
 
 def jobs_dir(out: Path) -> Path:

@@ -4,7 +4,15 @@
 The public names are re-exported here. See docs/preprocessing.md.
 """
 
-from pdstudy.data.dicom._phase import PHASE_DELAYS, PHASES, classify_phase, order_slices, select_portal_venous
+from pdstudy.data.dicom._phase import (
+    CHOOSE_SERIES_HINT,
+    PHASE_DELAYS,
+    PHASES,
+    classify_phase,
+    describe_series,
+    order_slices,
+    select_portal_venous,
+)
 from pdstudy.data.dicom._pixels import HU_WINDOW, read_plane, read_plane_quietly, to_hu, window, windowed_hu
 from pdstudy.data.dicom._resample import resample_mask_to_grid, resample_to_grid, resample_to_uint8
 from pdstudy.data.dicom._scan import (
@@ -18,6 +26,7 @@ from pdstudy.data.dicom._scan import (
 )
 
 __all__ = [
+    "CHOOSE_SERIES_HINT",
     "HU_WINDOW",
     "PHASES",
     "PHASE_DELAYS",
@@ -26,6 +35,7 @@ __all__ = [
     "Series",
     "SliceRef",
     "classify_phase",
+    "describe_series",
     "dicom_time_seconds",
     "order_slices",
     "quiet_pydicom",

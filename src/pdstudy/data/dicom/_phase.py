@@ -59,7 +59,9 @@ def select_portal_venous(scan: ScanResult, override_uid: str = "") -> tuple[Seri
     Raises
     ------
     PatientDataError
-        If no CT series exists, the override UID is absent, or no series is portal venous.
+        If no CT series exists, the override UID is absent, or no series is portal venous. The last message is
+        one line: the phases found, how to choose a series (:data:`CHOOSE_SERIES_HINT`), then every series seen
+        (:func:`describe_series`), so that ``qc.csv`` alone tells a user which series to pick.
     """
     if not scan.series:
         found = ", ".join(sorted(scan.modalities)) or "none"
@@ -73,11 +75,72 @@ def select_portal_venous(scan: ScanResult, override_uid: str = "") -> tuple[Seri
     pvp = [(s, rule) for s, phase, rule in phases if phase == "portal_venous"]
     if not pvp:
         seen = ", ".join(sorted({phase for _, phase, _ in phases}))
-        raise PatientDataError(f"no portal-venous series (found {len(scan.series)} CT series: {seen})")
+        raise PatientDataError(f"no portal-venous series (found {len(scan.series)} CT series: {seen}); "
+                               f"{CHOOSE_SERIES_HINT}; series seen: {describe_series(scan.series)}")
     s, rule = max(pvp, key=lambda item: len(item[0].slices))
     if len(pvp) > 1:
         rule += f"; {len(pvp)} portal-venous candidates, kept the one with most slices"
     return s, rule
+
+
+#: How a user picks the series by hand when the headers do not identify the portal-venous one.
+CHOOSE_SERIES_HINT = "to use one, set pvp_series_uid in the manifest to its SeriesInstanceUID"
+
+
+def _one_line(text: str, limit: int) -> str:
+    """``text`` on one line, without quotes or semicolons (the separators of a reason), at most ``limit`` chars."""
+    text = " ".join(str(text).replace("'", "").replace('"', "").replace(";", ",").split())
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def describe_series(series: list[Series], *, limit: int = 6, width: int = 24) -> str:
+    """The CT series of a patient in one line, in acquisition order, for an exclusion reason in ``qc.csv``.
+
+    Each series: number, SeriesDescription (ProtocolName when empty), number of slices, the phase
+    :func:`classify_phase` gives it, its contrast tags (ContrastBolusAgent; the delay after
+    ContrastBolusStartTime or that it is absent) and its AcquisitionTime relative to the first series
+    (``t+70 s``). No UIDs, dates or other identifying fields.
+
+    Parameters
+    ----------
+    series : list of Series
+        The patient's CT series (``ScanResult.series``).
+    limit : int
+        At most this many series are described; the rest are counted (``and 2 more``).
+    width : int
+        Descriptions and agent names longer than this are cut (``...``).
+
+    Returns
+    -------
+    str
+        ``"1) 'ABD PLAIN' 40 slices, non_contrast, no contrast tags, t+0 s | 2) ..."``, or ``"none"``.
+    """
+    if limit < 1 or width < 8:
+        raise ValueError(f"limit must be >= 1 and width >= 8, got limit={limit}, width={width}")
+    if not series:
+        return "none"
+    times = [s.acquisition_time for s in series if s.acquisition_time is not None]
+    t0 = min(times) if times else 0.0
+    ordered = sorted(series, key=lambda s: (s.acquisition_time is None, s.acquisition_time or 0.0,
+                                            s.description, s.protocol, -len(s.slices)))
+    parts = []
+    for i, s in enumerate(ordered[:limit], start=1):
+        name = _one_line(s.description or s.protocol, width) or "no description"
+        tags = []
+        if s.contrast_agent:
+            tags.append(f"ContrastBolusAgent {_one_line(s.contrast_agent, width)}")
+        if s.delay is not None:
+            tags.append(f"{s.delay:.0f} s after ContrastBolusStartTime")
+        elif s.bolus_start is not None:
+            tags.append("ContrastBolusStartTime but no AcquisitionTime")
+        elif s.contrast_agent:
+            tags.append("no ContrastBolusStartTime")
+        when = f"t+{s.acquisition_time - t0:.0f} s" if s.acquisition_time is not None else "no AcquisitionTime"
+        parts.append(f"{i}) '{name}' {len(s.slices)} slices, {classify_phase(s)[0]}, "
+                     f"{', '.join(tags) or 'no contrast tags'}, {when}")
+    if len(ordered) > limit:
+        parts.append(f"and {len(ordered) - limit} more")
+    return " | ".join(parts)
 
 
 def _notes_summary(notes: list[str], limit: int = 3) -> str:

@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 
 from pdstudy.data.manifest import COLUMN_NAMES
 
-GENERATOR_VERSION: Final = "2.1.1"
+GENERATOR_VERSION: Final = "2.3"
 
 #: ``oracle_auc(2000, seed=0)`` for this generator version (a test checks it).
 ORACLE_AUC: Final = 0.8889

@@ -17,8 +17,8 @@ from scipy.ndimage import gaussian_filter
 from pdstudy.data.synth._plan import SLICE_MM, z_positions
 
 # Anatomy labels; each phase maps them to HU through _HU.
-AIR, FAT, MUSCLE, VISCERAL, BOWEL, KIDNEY, LIVER, SPLEEN, WALL, FLUID, GAS, AORTA, IVC, PORTAL, BONE, CORTEX, TUMOUR = (
-    range(17)
+AIR, FAT, MUSCLE, VISCERAL, BOWEL, KIDNEY, LIVER, SPLEEN, WALL, WATER, AORTA, IVC, PORTAL, BONE, CORTEX, TUMOUR = (
+    range(16)
 )
 _PHASES: Final = ("non_contrast", "arterial", "portal_venous")
 # HU per label: non-contrast, arterial, portal venous (typical literature values, rounded).
@@ -32,8 +32,7 @@ _HU: Final = np.array([
     [58, 75, 110],  # liver
     [48, 110, 120],  # spleen
     [40, 120, 115],  # stomach wall (enhancing mucosa)
-    [8, 8, 8],  # gastric fluid
-    [-950, -950, -950],  # gastric gas
+    [5, 5, 5],  # water distending the stomach (negative oral contrast, "hydro-CT")
     [42, 280, 160],  # aorta
     [40, 80, 150],  # IVC
     [42, 110, 180],  # portal vein
@@ -43,8 +42,18 @@ _HU: Final = np.array([
 ], dtype=np.float32)
 _TUMOUR_NC_HU: Final = 38.0
 _TEXTURE_MM: Final = 7.0  # Gaussian SD of the tumour texture in-plane; survives 6 mm pixels
-_STOMACH_MM: Final = (45.0, 35.0)  # semi-axes of the gas-distended stomach at its widest, whatever the body size
-_STOMACH_OFFSET_MM: Final = (37.5, -33.0)  # stomach centre from the body centre (x = patient left, y = posterior)
+# The stomach is distended with water (600-1000 mL, as in gastric CT protocols) and large enough to hold the
+# biggest masses in-plane and along z, so that what lies around a mass does not change with its size.
+_STOMACH_MM: Final = (65.0, 50.0)  # semi-axes of the water-distended stomach at its widest, whatever the body size
+_STOMACH_Z: Final = (-0.5, 1.5)  # its first and last slice, as fractions of the liver range (clipped to the volume)
+_TUMOUR_Z: Final = (0.08, 0.8)  # the mass's centre lies in the middle 60 % of this part of the liver range
+_STOMACH_OFFSET_MM: Final = (20.0, -25.0)  # stomach centre from the body centre (x = patient left, y = posterior)
+# Only the mass itself may depend on the response (through its radius, enhancement and texture): where it sits
+# and the anatomy around it are drawn from nuisance variables alone (docs/synthetic_cohort.md, "What depends on
+# the response").
+_TUMOUR_DEPTH_MM: Final = 12.0  # tumour centre inside the stomach's outer contour, along the stomach's semi-axes
+_CLEAR_RADIUS_MM: Final = 66.0  # the bowel-free zone fits a mass this large (~97.5th centile of poor responders)
+_CLEAR_MARGIN_MM: Final = 12.0  # ... with this much fat beyond it
 
 
 @dataclass
@@ -87,34 +96,46 @@ def _anatomy(p: pd.Series, slices: int, size: int, rng: np.random.Generator) -> 
     t = (k - first) / max(last - first, 1)
     in_liver = (k >= first) & (k <= last)
 
-    # Stomach geometry (drawn below) and the tumour: an ellipsoidal mass centred on the stomach wall,
-    # half in the lumen and half in the perigastric fat, on a slice in the middle 60 % of the stomach.
-    s_first = first + math.ceil(0.08 * (last - first))
-    s_last = first + math.floor(0.8 * (last - first))
+    # Stomach geometry (drawn below): a water-distended stomach over most of the volume, widest at the middle
+    # of the liver range. The tumour: an ellipsoidal mass centred in the stomach wall, partly in the lumen and
+    # partly in the perigastric fat, on a slice in the middle 60 % of a band of the liver range (_TUMOUR_Z).
+    # Its centre depends on nuisance variables only, never on its radius.
+    length = last - first
+    s_first = first + math.floor(_STOMACH_Z[0] * length)
+    s_last = first + math.ceil(_STOMACH_Z[1] * length)
     in_stomach = (k >= s_first) & (k <= s_last)
-    ts = (k - s_first) / max(s_last - s_first, 1)
-    stomach_g = 0.6 + 0.4 * np.sin(np.pi * np.clip(ts, 0, 1))
+
+    def stomach_g(kk: Any) -> Any:
+        """The stomach's in-plane scale on slice ``kk``: 1 at its middle slice, 0.6 at its ends."""
+        return 0.6 + 0.4 * np.sin(np.pi * np.clip((kk - s_first) / max(s_last - s_first, 1), 0, 1))
+
     scx, scy = cx + _STOMACH_OFFSET_MM[0], cy + _STOMACH_OFFSET_MM[1]
-    sa, sb = _STOMACH_MM[0] * stomach_g, _STOMACH_MM[1] * stomach_g  # not scaled with the body
-    r = float(p["tumour_radius_mm"])
-    ry, rz = r * float(p["tumour_aspect"]), r * float(p["tumour_z_aspect"])
-    kt = s_first + int(round(float(p["tumour_z_pos"]) * 0.6 * (s_last - s_first) + 0.2 * (s_last - s_first)))
-    g_t = 0.6 + 0.4 * math.sin(math.pi * min(max((kt - s_first) / max(s_last - s_first, 1), 0), 1))
+    sa, sb = _STOMACH_MM[0] * stomach_g(k), _STOMACH_MM[1] * stomach_g(k)  # not scaled with the body
+    r = float(p["tumour_radius_mm"])  # the mass's size; used for the mass (below) and nothing else
+    t_first = first + math.ceil(_TUMOUR_Z[0] * length)
+    t_span = first + math.floor(_TUMOUR_Z[1] * length) - t_first
+    kt = t_first + int(round(float(p["tumour_z_pos"]) * 0.6 * t_span + 0.2 * t_span))
+    g_t = float(stomach_g(kt))
     theta = float(p["tumour_angle"])
-    tx = scx + (_STOMACH_MM[0] * g_t - 0.3 * r) * math.cos(theta)
-    ty = scy + (_STOMACH_MM[1] * g_t - 0.3 * r) * math.sin(theta)
+    aspect, z_aspect = float(p["tumour_aspect"]), float(p["tumour_z_aspect"])
+    tx = scx + (_STOMACH_MM[0] * g_t - _TUMOUR_DEPTH_MM) * math.cos(theta)
+    ty = scy + (_STOMACH_MM[1] * g_t - _TUMOUR_DEPTH_MM) * math.sin(theta)
     dz = (k - kt) * SLICE_MM
 
-    def around_tumour(margin: float) -> np.ndarray:
-        return ((x - tx) / (r + margin)) ** 2 + ((y - ty) / (ry + margin)) ** 2 + (dz / (rz + margin)) ** 2 <= 1.0
+    def around_tumour(radius: float, margin: float) -> np.ndarray:
+        """The tumour-shaped ellipsoid of ``radius`` around the tumour centre, grown by ``margin`` mm."""
+        semi_y, semi_z = radius * aspect + margin, radius * z_aspect + margin
+        return ((x - tx) / (radius + margin)) ** 2 + ((y - ty) / semi_y) ** 2 + (dz / semi_z) ** 2 <= 1.0
 
-    # Bowel loops: sparse ribbons around the zero level of a smooth random field (~3 cm cells),
-    # kept out of a perigastric fat plane so that the stomach and its mass have a clean border.
+    # Bowel loops: sparse ribbons around the zero level of a smooth random field (~3 cm cells), kept out of
+    # a perigastric fat plane so that the stomach and its mass have a clean border. The plane around the
+    # tumour is sized for a large mass, whatever this one's radius: a mass's radius never moves the bowel.
     n_low = max(int(size * sp / 30.0), 4)
     low = gaussian_filter(rng.standard_normal((slices, n_low, n_low)).astype(np.float32), (1.5, 1.0, 1.0))
     up = _linear_upsampler(n_low, size)
     field = np.abs(up @ low @ up.T)
-    perigastric = (in_stomach & _ellipse(x, y, scx, scy, sa + 15.0, sb + 15.0)) | around_tumour(12.0)
+    clear = around_tumour(_CLEAR_RADIUS_MM, _CLEAR_MARGIN_MM)  # the same for every tumour radius
+    perigastric = (in_stomach & _ellipse(x, y, scx, scy, sa + 15.0, sb + 15.0)) | clear
     labels[inner & ~perigastric & (field < np.quantile(field, 0.06))] = BOWEL
 
     def organ(label: int, mask: np.ndarray) -> None:
@@ -130,12 +151,11 @@ def _anatomy(p: pd.Series, slices: int, size: int, rng: np.random.Generator) -> 
     organ(SPLEEN, in_liver & (spleen_g > 0) & _ellipse(x, y, cx + 0.5 * a0, cy + 0.22 * b0,
                                                          0.17 * a0 * spleen_g + 1e-3, 0.3 * b0 * spleen_g + 1e-3))
 
-    # Stomach distended with gas (as for CT gastrography), a little dependent fluid (patient supine).
+    # Stomach distended with water (negative oral contrast): an enhancing 5 mm wall around a water-filled lumen.
     outer_s = in_stomach & _ellipse(x, y, scx, scy, sa, sb)
     lumen = in_stomach & _ellipse(x, y, scx, scy, sa - 5.0, sb - 5.0)
     organ(WALL, outer_s)
-    organ(GAS, lumen)
-    organ(FLUID, lumen & (y > scy + 0.7 * sb))
+    organ(WATER, lumen)
 
     # Vessels and spine.
     organ(PORTAL, in_liver & (t >= 0.3) & (t <= 0.6) & _ellipse(x, y, cx - 0.18 * a0, cy + 0.05 * b0, 7.0, 7.0))
@@ -150,7 +170,7 @@ def _anatomy(p: pd.Series, slices: int, size: int, rng: np.random.Generator) -> 
 
     # The mass replaces wall, lumen, fat, bowel and (invading) liver or spleen, never vessels, kidneys,
     # muscle or bone.
-    tumour = around_tumour(0.0) & inner & ~np.isin(labels, (AORTA, IVC, PORTAL, KIDNEY, MUSCLE, CORTEX, BONE))
+    tumour = around_tumour(r, 0.0) & inner & ~np.isin(labels, (AORTA, IVC, PORTAL, KIDNEY, MUSCLE, CORTEX, BONE))
     labels[tumour] = TUMOUR
     return _Anatomy(labels=labels, texture=_texture(tumour, sp, rng), z=z)
 

@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_file_meta_info
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from pdstudy.core.io import write_csv, write_json
 from pdstudy.data.synth._plan import (
