@@ -39,6 +39,7 @@ from pdstudy.data.dicom import (
     scan_folder,
     select_portal_venous,
     to_hu,
+    walk_files,
     window,
     windowed_hu,
 )
@@ -217,6 +218,7 @@ __all__ = [
     "validate_manifest",
     "validate_predictions",
     "verify_cohort",
+    "walk_files",
     "window",
     "windowed_hu",
     "write_listing",

@@ -43,6 +43,7 @@ from pdstudy.data.dicom import (
     resample_to_uint8,
     scan_folder,
     select_portal_venous,
+    walk_files,
     windowed_hu,
 )
 from pdstudy.data.manifest import manifest_checksum, read_manifest
@@ -325,23 +326,13 @@ def _file_line(root: Path, rel: str) -> str:
 def _folder_lines(root: Path, rel: str) -> list[str]:
     """``<rel>/<path> <size> <mtime_ns>`` of the non-hidden files below ``root / rel`` (as in ``scan_folder``)."""
     out: list[str] = []
-    pending = [(rel.rstrip("/\\") + "/", str(root / rel))]
-    while pending:
-        prefix, path = pending.pop()
+    prefix = rel.rstrip("/\\") + "/"
+    for name, entry in walk_files(root / rel, skip=(OSError,)):  # an unreadable folder: nothing to read either
         try:
-            with os.scandir(path) as entries:
-                for entry in entries:
-                    if entry.is_dir():
-                        if not entry.is_symlink():
-                            pending.append((f"{prefix}{entry.name}/", entry.path))
-                    elif entry.is_file() and not entry.name.startswith("."):
-                        try:
-                            st = entry.stat()
-                        except OSError:
-                            continue
-                        out.append(f"{prefix}{entry.name}\t{st.st_size}\t{st.st_mtime_ns}")
-        except OSError:  # an unreadable folder: scan_folder has nothing to read there either
+            st = entry.stat()
+        except OSError:
             continue
+        out.append(f"{prefix}{name}\t{st.st_size}\t{st.st_mtime_ns}")
     return out
 
 

@@ -23,9 +23,11 @@ from pdstudy.data.dicom._scan import (
     dicom_time_seconds,
     quiet_pydicom,
     scan_folder,
+    walk_files,
 )
 
 __all__ = [
+    "walk_files",
     "CHOOSE_SERIES_HINT",
     "HU_WINDOW",
     "PHASES",

@@ -409,28 +409,36 @@ def _new_series(ds: pydicom.Dataset, uid: str) -> Series:
     )
 
 
-def _list_files(folder: Path) -> list[str]:
-    """Relative POSIX paths of the files below ``folder``, hidden ones (``.*``) left out.
+def walk_files(folder: str | Path, *, skip: tuple[type[OSError], ...] = (PermissionError,),
+               ) -> Iterator[tuple[str, os.DirEntry]]:
+    """``(relative POSIX path, entry)`` of the files below ``folder``, hidden ones (``.*``) left out, unsorted.
 
-    The files and the order of ``sorted(p for p in folder.rglob("*") if p.is_file() and not
-    p.name.startswith("."))``, from ``os.scandir`` entries (no ``stat`` call or ``Path`` object per
-    file): symbolic links to files count, links to folders are not followed, unreadable
-    folders are passed over.
+    From ``os.scandir`` entries (no ``stat`` call or ``Path`` object per file): symbolic links to files
+    count, links to folders are not followed, folders raising one of ``skip`` are passed over.
     """
-    found: list[str] = []
     pending = [("", str(folder))]
     while pending:
         prefix, path = pending.pop()
         try:
             with os.scandir(path) as entries:
-                for entry in entries:
-                    if entry.is_dir():
-                        if not entry.is_symlink():
-                            pending.append((f"{prefix}{entry.name}/", entry.path))
-                    elif entry.is_file() and not entry.name.startswith("."):
-                        found.append(prefix + entry.name)
-        except PermissionError:  # as rglob: an unreadable folder has nothing to list
+                found = [(prefix, entry) for entry in entries]
+        except skip:  # as rglob: an unreadable folder has nothing to list
             continue
+        for prefix, entry in found:
+            if entry.is_dir():
+                if not entry.is_symlink():
+                    pending.append((f"{prefix}{entry.name}/", entry.path))
+            elif entry.is_file() and not entry.name.startswith("."):
+                yield prefix + entry.name, entry
+
+
+def _list_files(folder: Path) -> list[str]:
+    """Relative POSIX paths of the files below ``folder``, hidden ones (``.*``) left out.
+
+    The files and the order of ``sorted(p for p in folder.rglob("*") if p.is_file() and not
+    p.name.startswith("."))`` (:func:`walk_files`).
+    """
+    found = [rel for rel, _ in walk_files(folder)]
     return sorted(found, key=lambda rel: rel.split("/"))
 
 
