@@ -316,3 +316,21 @@ def test_top_k_note_counts_patients_with_fewer_slices():
     with pytest.raises(ValueError, match="top_k must be a positive integer"):
         ev.table2(p, top_k=0)
 
+
+
+def test_table2_notes_say_every_seed_had_the_same_patients():
+    """With several seeds the notes state that the splits are the same in every seed (split_seed), with counts."""
+    preds = make_predictions(methods={f"baseline:{B7}": [1.0]}, seeds=(0, 1, 2))
+    notes = " ".join(ev.table2(preds).attrs["notes"])
+    assert "the same patients in each of the 3 seeds" in notes
+    n = preds[(preds["seed"] == 0) & (preds["stage"] == 0)]["split"].value_counts()
+    assert f"{n['train']} train / {n['val']} val / {n['test']} test" in notes
+
+
+def test_table2_notes_count_patients_whose_split_moved_between_seeds():
+    from pdstudy.evaluate._notes import seed_splits_note
+
+    df = pd.DataFrame({"patient_id": ["a", "b", "a", "b"], "split": ["val", "test", "train", "test"],
+                       "seed": [0, 0, 1, 1]})
+    assert "1 patients are in different splits" in seed_splits_note(df)[0]
+    assert seed_splits_note(df[df["seed"] == 0]) == []

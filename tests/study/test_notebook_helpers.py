@@ -144,6 +144,14 @@ def test_timing_ratio_note():
     assert timing_ratio_note(timing.iloc[:1], stand_ins=True) == ""
 
 
+def test_timing_ratio_note_with_several_seeds_compares_mean_times():
+    """Three seeds give three rows per chain (the paper profile): the note compares the chains' mean times."""
+    ladder, b7 = "efficientnet_b0>efficientnet_b3>efficientnet_b7", ">".join(["efficientnet_b7"] * 3)
+    timing = pd.DataFrame({"chain": [b7, ladder] * 3, "train_seconds": [40.0, 10.0, 60.0, 30.0, 50.0, 20.0]})
+    note = timing_ratio_note(timing, stand_ins=False)
+    assert note == "B0>B3>B7 took **0.40x** the time of B7>B7>B7 (mean over 3 runs each) (paper: about 0.5x)."
+
+
 def test_table1_notes_name_the_origin(tmp_path):
     synthetic = SimpleNamespace(synthetic=True, manifest_path=tmp_path / "manifest.csv")
     assert table1_notes(synthetic) == [PAPER_LABEL_FOOTNOTE, TABLE1_TEST_NOTE, TABLE1_SYNTHETIC_NOTE]

@@ -23,6 +23,7 @@ __all__ = [
     "MIN_CLASS_PATIENTS",
     "POLICY_NOTE",
     "SEED_NOTE",
+    "seed_splits_note",
     "SMALL_MARK",
     "SMALL_SPLIT_EFFECT",
     "ci_note",
@@ -78,9 +79,41 @@ CLASS_NOTE: Final = (
 SEED_NOTE: Final = (
     "Several training seeds: AUC, its interval, thresholds, ACC/SEN/SPE and p-values are those of the SEED "
     "ENSEMBLE, each patient's mean score across the seeds (an ensemble of one model per seed, not a single "
-    "model as in the paper; patients whose split differs between seeds are left out of it). 'seeds' gives the "
+    "model as in the paper). 'seeds' gives the "
     "mean +/- SD across seeds of SINGLE MODELS, each evaluated on its own seed's full train/val/test splits."
 )
+
+def seed_splits_note(df: pd.DataFrame) -> list[str]:
+    """Whether every training seed used the same train/val/test patients (one note; none with one seed).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Fixed-split prediction rows (``patient_id``, ``split``, ``seed``), e.g. the final stage of every method.
+
+    Returns
+    -------
+    list of str
+        With several seeds: the patients per split and that they are the same in every seed, or how many
+        patients changed split between seeds (left out of the seed ensemble).
+    """
+    seeds = sorted(df["seed"].unique())
+    if len(seeds) < 2:
+        return []
+    per_seed = {s: frozenset(map(tuple, g[["patient_id", "split"]].drop_duplicates().to_numpy()))
+                for s, g in df.groupby("seed")}
+    first = per_seed[seeds[0]]
+    if all(v == first for v in per_seed.values()):
+        counts = pd.Series([split for _, split in first]).value_counts()
+        sizes = " / ".join(f"{int(counts.get(s, 0))} {s}" for s in SPLITS)
+        return [f"Splits: the same patients in each of the {len(seeds)} seeds ({sizes}; drawn once from "
+                "split_seed): the seed ensemble and every seed's numbers rest on the same validation and test "
+                "patients."]
+    split_of = df.groupby("patient_id")["split"].nunique()
+    moved = int((split_of > 1).sum())
+    return [f"Splits differ between the {len(seeds)} seeds (prediction files from before split_seed): {moved} "
+            "patients are in different splits in different seeds and are left out of the seed ensemble."]
+
 
 #: Numbers resting on fewer patients than this in either class are marked.
 MIN_CLASS_PATIENTS: Final = 10

@@ -19,6 +19,7 @@ from pdstudy.evaluate._notes import (
     ci_note,
     counts_note,
     quick_note,
+    seed_splits_note,
     small_sample_notes,
     top_k_note,
     training_note,
@@ -232,6 +233,7 @@ def table2(
     notes.append(training_note(out_rows))
     if any(r.get("n_seeds", 1) > 1 for r in results.values()):
         notes.append(SEED_NOTE)
+        notes.extend(seed_splits_note(df))
     notes.extend(val_note(out_rows))
     notes.extend(extra_notes)
     notes.append(CLASS_NOTE)

@@ -179,7 +179,8 @@ def timing_ratio_note(timing: pd.DataFrame, *, stand_ins: bool) -> str:
     Parameters
     ----------
     timing : pandas.DataFrame
-        Output of ``pdstudy.learn.distill.timing_table`` (columns ``chain``, ``train_seconds``).
+        Output of ``pdstudy.learn.distill.timing_table`` (columns ``chain``, ``train_seconds``; one row per
+        chain and context, so several seeds or folds give several rows per chain: their mean is compared).
     stand_ins : bool
         Whether the quick stand-ins were trained (the ratio then says little about the real architectures).
 
@@ -188,9 +189,11 @@ def timing_ratio_note(timing: pd.DataFrame, *, stand_ins: bool) -> str:
     str
         The sentence, or an empty string when either chain was not run.
     """
-    by_chain = timing.set_index("chain")["train_seconds"]
+    by_chain = timing.groupby("chain")["train_seconds"].mean()
     if LADDER_CHAIN not in by_chain or B7_CHAIN not in by_chain:
         return ""
     ratio = by_chain[LADDER_CHAIN] / by_chain[B7_CHAIN]
-    return (f"B0>B3>B7 took **{ratio:.2f}x** the time of B7>B7>B7 (paper: about 0.5x)"
+    runs = int((timing["chain"] == B7_CHAIN).sum())
+    per = f" (mean over {runs} runs each)" if runs > 1 else ""
+    return (f"B0>B3>B7 took **{ratio:.2f}x** the time of B7>B7>B7{per} (paper: about 0.5x)"
             + (" - quick stand-ins, so the ratio says little about the real architectures." if stand_ins else "."))
