@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
-from pdstudy.stats import fisher_exact_rxc
+from pdstudy.stats import auc_variance_hanley_mcneil, fisher_exact_rxc
 
 #: Relative tolerance for "as or less probable than the observed table" (as in R's fisher.test).
 _REL_TOL = 1e-7
@@ -55,9 +55,8 @@ def hanley_mcneil_se(auc: float, n_pos: int, n_neg: int) -> float:
     _check_auc(auc)
     _check_n(n_pos=n_pos, n_neg=n_neg)
     a = float(auc)
-    q1 = a / (2.0 - a)
-    q2 = 2.0 * a * a / (1.0 + a)
-    var = (a * (1.0 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg)
+    # the formula's variance is 0 at AUC 0 and 1, which pdstudy.stats (open interval) does not accept
+    var = 0.0 if a in (0.0, 1.0) else auc_variance_hanley_mcneil(a, n_pos, n_neg)
     return math.sqrt(max(var, 0.0))
 
 
