@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 
 from pdstudy.core.paths import repo_root  # noqa: E402
 
-#: The checkout these tests belong to (``from conftest import REPO``), found upward from this file at any depth.
+#: The checkout these tests belong to, found upward from this file at any depth.
 REPO = repo_root(Path(__file__))
 
 

@@ -11,15 +11,17 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO
 from dicom_factory import write_series
 
 import pdstudy.study.notebooks as runner
 from pdstudy.cli import PREPARE_DEFAULTS, build_parser, main, prepare_settings
 from pdstudy.core.params import load_profile
+from pdstudy.core.paths import repo_root
 from pdstudy.data.cohort import load_cohort
 from pdstudy.data.verify import default_listing
 from pdstudy.study.notebooks import check_path_options
+
+REPO = repo_root()
 
 
 def _verbs() -> list[str]:

@@ -8,8 +8,11 @@ from importlib import metadata
 
 import pytest
 import yaml
-from conftest import REPO
 from packaging.requirements import Requirement
+
+from pdstudy.core.paths import repo_root
+
+REPO = repo_root()
 
 ROOT = REPO
 PLATFORM = "Linux x86_64"

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import REPO
 
 from pdstudy.core.params import load_profile
+from pdstudy.core.paths import repo_root
 from pdstudy.study.notebooks import declared_parameters, parse_overrides, select_notebooks
+
+REPO = repo_root()
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 RUN_KEYS = {"run_dir", "data_dir", "manifest"}  # injected by the runner, not by the profile

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO
 from dicom_factory import write_series
 
 from pdstudy.core.paths import is_absolute_path, redact, repo_root
@@ -19,6 +18,8 @@ from pdstudy.core.rundir import redact_paths, run_dir, update_provenance
 from pdstudy.data.preprocess import scrub_reason_paths as scrub_reason
 from pdstudy.study.notebooks import parameter_placeholders
 from pdstudy.study.notebooks import scrub_notebook_paths as scrub_notebook
+
+REPO = repo_root()
 
 # --------------------------------------------------------------------------- repo_root
 

@@ -6,10 +6,12 @@ import zipfile
 
 import pandas as pd
 import pytest
-from conftest import REPO
 
+from pdstudy.core.paths import repo_root
 from pdstudy.core.vocab import label_of, response_from_recist
 from pdstudy.data.manifest import COLUMN_NAMES, REQUIRED, ManifestError, read_manifest, validate_manifest
+
+REPO = repo_root()
 
 GOOD = [
     {"patient_id": "P001", "split": "train", "response": "good", "recist": "PR", "dicom_dir": "p1"},

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO
 
+from pdstudy.core.paths import repo_root
 from pdstudy.evaluate import (
     DEFAULT_OPERATING_POINTS,
     OperatingPoint,
@@ -17,6 +17,8 @@ from pdstudy.evaluate import (
     reader_metrics,
     simulate_readers,
 )
+
+REPO = repo_root()
 
 
 @pytest.fixture()
