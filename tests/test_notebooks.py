@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from pdstudy.core.params import load_profile
+from pdstudy.core.params import PARAMETER_RULES, load_profile
 from pdstudy.core.paths import repo_root
 from pdstudy.study.notebooks import declared_parameters, parse_overrides, select_notebooks
 
@@ -51,7 +51,21 @@ def test_one_parameters_cell_with_quick_defaults(path):
         assert eval(default) == quick[key], f"{path.name}: default {key}={default} != quick profile {quick[key]!r}"
     for key in ("run_dir", "data_dir"):
         if key in declared:
-            assert eval(declared[key]).startswith("../"), "defaults are relative to notebooks/"
+            assert eval(declared[key]) == "", f"{path.name}: {key} defaults to '' (the checkout's folder, any cwd)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_parameters_are_checked_in_the_cell_right_after_the_parameters_cell(path):
+    """The check reads the cell papermill inserts after the parameters cell, so it must come next."""
+    cells = nbformat.read(path, as_version=4).cells
+    index = next(i for i, c in enumerate(cells) if _is_parameters(c))
+    assert "globals().update(notebook_parameters(globals()))" in cells[index + 1].source, path.name
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_parameter_has_a_value_rule(path):
+    missing = sorted(set(declared_parameters(path)) - set(PARAMETER_RULES))
+    assert not missing, f"{path.name}: no rule in pdstudy.core.params.PARAMETER_RULES for {missing}"
 
 
 def test_profiles_share_keys():

@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Execute the numbered notebooks in order into a run directory.")
     s.add_argument("--profile", choices=["quick", "paper"], default="quick", help="parameter profile (default quick)")
     s.add_argument("--manifest", type=Path, help="cohort manifest (default: the synthetic cohort)")
-    s.add_argument("--out", type=Path, help="run directory (default reports/<profile>)")
+    s.add_argument("--out", type=Path, help="run directory (default: reports/<profile> of the checkout)")
     s.add_argument("--only", action="append", help="notebook numbers, e.g. --only 01,03")
     s.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="override a notebook parameter")
     s.add_argument("--data-dir", type=Path, help="synthetic cohort and cache root (default data/ in the checkout)")

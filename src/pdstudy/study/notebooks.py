@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from pdstudy.core.io import write_text
-from pdstudy.core.params import PATH_PARAMETERS, load_profile
+from pdstudy.core.params import PATH_PARAMETERS, check_parameter_values, load_profile
 from pdstudy.core.paths import redact, repo_root
 from pdstudy.core.rundir import RunDir, run_dir, update_provenance
 
@@ -193,7 +193,7 @@ def run_notebooks(
     manifest : path, optional
         Cohort manifest; None uses the synthetic cohort (generated once, cached in ``data_dir``).
     out : path, optional
-        Run directory (default ``reports/<profile>`` under the current directory).
+        Run directory (default ``reports/<profile>`` of the checkout, like the notebooks' own default).
     only : list of str, optional
         Two-digit notebook numbers to run (e.g. ``["01", "03"]``).
     overrides : dict, optional
@@ -210,7 +210,8 @@ def run_notebooks(
     RunError
         Naming the notebook and cell when a notebook fails; later notebooks do not run.
     ValueError
-        An unknown parameter, or a path given twice with different values (nothing is written then).
+        An unknown parameter, a value a parameter cannot have (:class:`pdstudy.core.ParameterError`), or a path
+        given twice with different values (nothing is written then).
     """
     overrides = dict(overrides or {})
     check_path_options(overrides, out=out, data_dir=data_dir, manifest=manifest)
@@ -222,9 +223,10 @@ def run_notebooks(
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown}; the selected notebooks declare {sorted(known)}")
+    check_parameter_values({**params, **overrides})
     # -p run_dir=X alone places the executed notebooks and provenance.json in X too, beside the tables
     run_root = out or (str(overrides["run_dir"]) if str(overrides.get("run_dir", "")).strip() else None)
-    run = run_dir(run_root or Path("reports") / profile)
+    run = run_dir(run_root or folder.parent / "reports" / profile)
     params.update(run_dir=str(run.root), data_dir=str(Path(data_dir or folder.parent / "data").resolve()),
                   manifest=str(Path(manifest).resolve()) if manifest else "")
     params.update({k: v for k, v in overrides.items() if k != "run_dir"})
