@@ -518,3 +518,16 @@ def test_report_contents_with_sections_06_and_07(tmp_path):
     assert "Fig. 3 with the readers' operating points (SIMULATED readers)" in contents.figures
     assert contents.notes[1].startswith("Fig. 4A uses the test-chosen (optimistic) threshold")
     assert contents.notes[2].startswith("Protocol cv") and len(contents.notes) == 3
+
+
+def test_localised_methods_follow_the_cam_localise_parameter():
+    from pdstudy.study.gradcam import LOCALISED_METHODS, gradcam_methods, localised_methods
+
+    b0 = localised_methods("efficientnet_b0")
+    assert [m.id for m in b0] == ["baseline:efficientnet_b0", "kd:efficientnet_b0>efficientnet_b0",
+                                  "pd:efficientnet_b0>efficientnet_b0>efficientnet_b0"]
+    assert LOCALISED_METHODS == localised_methods("efficientnet_b7")
+    assert gradcam_methods([b0[2]], b0) == list(b0[2:]) + list(b0[:2])
+    for bad in ("", "efficientnet_b7>efficientnet_b7", None):
+        with pytest.raises(ValueError, match="cam_localise must name one architecture"):
+            localised_methods(bad)

@@ -136,7 +136,8 @@ PARAMETER_RULES: dict[str, _Rule] = {
     "beta": _SHARE, "alpha": _Rule("float", low=0, high=1), "temperature": _Rule("float", low=0, low_open=True),
     "drop_rate": _SHARE, "drop_path_rate": _SHARE, "slices_per_patient": _NAT, "crop_size": _Rule("int", low=8),
     "top_k": _POS, "baselines": _Rule("list", item=_Rule("str")), "kd_chains": _Rule("chains"),
-    "pd_chains": _Rule("chains"), "curve_architectures": _Rule("list", item=_Rule("str")), "curve_iterations": _POS,
+    "pd_chains": _Rule("chains"), "cam_localise": _Rule("str"), "curve_architectures": _Rule("list", item=_Rule("str")),
+    "curve_iterations": _POS,
     "dca_prevalence": _Rule("share_or_empty"),
 }
 

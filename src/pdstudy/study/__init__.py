@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "JOB_KEYS": "pdstudy.study.jobs",
     "JobSpec": "pdstudy.study.jobs",
     "LOCALISED_METHODS": "pdstudy.study.gradcam",
+    "localised_methods": "pdstudy.study.gradcam",
     "LOCAL_KEYS": "pdstudy.study.sweeps",
     "Localisation": "pdstudy.study.gradcam",
     "NOTEBOOK_GLOB": "pdstudy.study.notebooks",

@@ -1,7 +1,7 @@
 """Notebook 07, where the model looks (Fig. 5, localisation): the CAMs of trained models, provenance, checks.
 
-* :func:`gradcam_methods`: the PD chains to choose from plus :data:`LOCALISED_METHODS`, the B7 baseline,
-  its KD student and the PD chain whose localisation is measured.
+* :func:`gradcam_methods`: the PD chains to choose from plus the methods whose localisation is measured
+  (:func:`localised_methods`: one architecture's baseline, KD student and PD chain; B7 by default).
 * :func:`cam_examples`: one test patient per RECIST category, drawn at random (seeded), its slice of
   largest tumour area (or highest score) and the chosen model's CAM of it (Fig. 5,
   :func:`pdstudy.report.cam.plot_cam_examples`).
@@ -55,12 +55,30 @@ __all__ = [
     "final_stage_result",
     "gradcam_methods",
     "localise",
+    "localised_methods",
     "record_gradcam",
 ]
 
-_B7: Final = "efficientnet_b7"
-#: Methods whose localisation of the tumour is measured: the B7 baseline, its KD student and the PD chain.
-LOCALISED_METHODS: Final = (Method("baseline", (_B7,)), Method("kd", (_B7, _B7)), Method("pd", (_B7, _B7, _B7)))
+def localised_methods(arch: str = "efficientnet_b7") -> tuple[Method, ...]:
+    """Methods whose localisation of the tumour is measured: ``arch``'s baseline, its KD student and its PD chain.
+
+    Parameters
+    ----------
+    arch : str
+        Study architecture name (notebook 07's ``cam_localise``; the paper's Fig. 5 shows EfficientNet-B7).
+
+    Returns
+    -------
+    tuple of Method
+        Baseline, KD (``arch>arch``) and PD (``arch>arch>arch``).
+    """
+    if not isinstance(arch, str) or not arch.strip() or ">" in arch:
+        raise ValueError(f"cam_localise must name one architecture (e.g. 'efficientnet_b7'), got {arch!r}")
+    return Method("baseline", (arch,)), Method("kd", (arch, arch)), Method("pd", (arch, arch, arch))
+
+
+#: The paper's localisation set: the B7 baseline, its KD student and the PD chain.
+LOCALISED_METHODS: Final = localised_methods()
 
 
 def check_cam_method(cam_method: str) -> None:
@@ -75,9 +93,9 @@ def check_cam_target(cam_target: str) -> None:
         raise ValueError(f"cam_target must be one of {list(CAM_TARGETS)}, got {cam_target!r}")
 
 
-def gradcam_methods(candidates: Sequence[Method]) -> list[Method]:
-    """The section's methods: the candidates to explain, then :data:`LOCALISED_METHODS`, without repeats."""
-    return list(dict.fromkeys([*candidates, *LOCALISED_METHODS]))
+def gradcam_methods(candidates: Sequence[Method], localised: Sequence[Method] = LOCALISED_METHODS) -> list[Method]:
+    """The section's methods: the candidates to explain, then the ``localised`` ones, without repeats."""
+    return list(dict.fromkeys([*candidates, *localised]))
 
 
 def final_stage_result(results: Sequence[ChainResult], method: Method, seed: int) -> StageResult:
