@@ -25,8 +25,18 @@ def ct_dataset(
     modality: str = "CT",
     instance: int | None = 1,
     pixel_data: bool = True,
+    patient_name: str = "TEST^ONLY",
+    patient_id: str = "TEST0001",
+    other_patient_ids: str | list[str] = "",
+    accession: str = "",
+    body_part: str = "",
 ) -> Dataset:
-    """A CT Image Storage dataset holding ``pixels`` (uint16 or int16) with the given header fields."""
+    """A CT Image Storage dataset holding ``pixels`` (uint16 or int16) with the given header fields.
+
+    ``patient_name`` is a DICOM PN value (``"Family^Given"``); ``other_patient_ids`` one ID or a list (multi-valued
+    OtherPatientIDs); an empty ``other_patient_ids``, ``accession`` (AccessionNumber) or ``body_part``
+    (BodyPartExamined) leaves the element out.
+    """
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -38,8 +48,14 @@ def ct_dataset(
     ds.StudyInstanceUID = study_uid
     ds.SeriesInstanceUID = series_uid
     ds.Modality = modality
-    ds.PatientName = "TEST^ONLY"
-    ds.PatientID = "TEST0001"
+    ds.PatientName = patient_name
+    ds.PatientID = patient_id
+    if other_patient_ids:
+        ds.OtherPatientIDs = other_patient_ids
+    if accession:
+        ds.AccessionNumber = accession
+    if body_part:
+        ds.BodyPartExamined = body_part
     if description:
         ds.SeriesDescription = description
     if contrast_agent:

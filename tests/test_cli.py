@@ -223,3 +223,17 @@ def test_run_dir_parameter_alone_places_the_executed_notebooks_beside_the_tables
     assert book.startswith("00_") and parameters["run_dir"] == str(target)
     assert output == str(target / "notebooks" / book) and (target / "provenance.json").is_file()
     assert not (tmp_path / "reports").exists()
+
+
+def test_prepare_prints_the_warnings_by_category(tmp_path, capsys):
+    """Two manifest patients in one DICOM study: prepare itself says so (not only the later leakage guard)."""
+    for folder in ("HOSP1", "HOSP2"):
+        write_series(tmp_path / "cohort" / folder, np.full((3, 16, 16), 1100, dtype=np.uint16), description="PVP",
+                     study_uid="1.2.3.4")
+    manifest = tmp_path / "cohort" / "manifest.csv"
+    pd.DataFrame([dict(patient_id=f"SYN{i}", split="train", response="good", recist="CR", dicom_dir=f"HOSP{i}")
+                  for i in (1, 2)]).to_csv(manifest, index=False)
+    with pytest.warns(UserWarning, match="SYN1.*SYN2"):
+        assert main(["prepare", "--manifest", str(manifest), "--cache", str(tmp_path / "cache"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "2  shared StudyInstanceUID" in out.split("warnings by category")[1], out

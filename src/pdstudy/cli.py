@@ -57,8 +57,9 @@ def prepare_settings(profile: str | None = None, *, size: int | None = None, fov
 def _cmd_prepare(args: argparse.Namespace) -> int:
     settings = prepare_settings(args.profile, size=args.size, fov_mm=args.fov_mm, workers=args.workers)
     config = PrepareConfig(image_size=settings["image_size"], fov_mm=settings["fov_mm"])
+    top_k = load_profile(args.profile)["top_k"] if args.profile else None  # override warnings: < top_k slices
     cohort = prepare(args.manifest, args.cache, config=config, workers=settings["workers"] or None,
-                     show_progress=not args.quiet, force=args.force)
+                     show_progress=not args.quiet, force=args.force, top_k=top_k)
     qc_copy = write_csv(Path(args.cache) / "qc.csv", cohort.qc)
     print(f"slice cache: {cohort.root}")
     print(f"qc: {qc_copy} ({len(cohort.included)} included of {len(cohort.qc)} patients, "
@@ -69,6 +70,11 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         print("exclusions by reason:")
         for reason, k in summary.items():
             print(f"  {k:4d}  {reason}")
+    warned = cohort.warning_summary()
+    if len(warned):
+        print("warnings by category (patients; details in qc.csv):")
+        for category, k in warned.items():
+            print(f"  {k:4d}  {category}")
     return 0
 
 

@@ -70,6 +70,28 @@ class ManifestError(ValueError):
     """A structural problem in the manifest; raised before any work starts."""
 
 
+class PseudonymityError(ManifestError):
+    """Manifest patient IDs equal to identity values of their patients' DICOM headers (raised by ``prepare``)."""
+
+
+class PseudonymityWarning(UserWarning):
+    """A manifest patient ID that looks like a hospital record number (:func:`looks_like_mrn`)."""
+
+
+#: A run of this many digits in a patient ID looks like a hospital record number (MRN) or a date.
+MRN_DIGITS = 6
+_MRN_RE = re.compile(rf"[0-9]{{{MRN_DIGITS},}}")
+
+
+def looks_like_mrn(patient_id: str) -> bool:
+    """Whether ``patient_id`` holds :data:`MRN_DIGITS` (6) or more digits in a row, as ``00123456`` or ``MRN-0012345``.
+
+    Such an ID is allowed (``prepare`` warns about it): it may be a hospital record number, which no output
+    should carry. Digits split by separators (``P-12-3456``) do not count.
+    """
+    return bool(_MRN_RE.search(str(patient_id)))
+
+
 def _where(row: int, column: str) -> str:
     # Row numbers as a spreadsheet shows them: the header is line 1.
     return f"row {row + 2}, column '{column}'"

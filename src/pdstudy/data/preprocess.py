@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import traceback
+import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -31,12 +32,15 @@ from tqdm.auto import tqdm
 
 from pdstudy.core.hashing import sha256_file, stable_hash
 from pdstudy.core.io import write_csv, write_json
+from pdstudy.core.params import load_profile
 from pdstudy.core.paths import redact
 from pdstudy.data.cache import QC_COLUMNS, PreparedCohort, load_prepared, reason_category
 from pdstudy.data.dicom import (
     HU_WINDOW,
     PatientDataError,
+    identity_matches,
     order_slices,
+    override_warnings,
     quiet_pydicom,
     read_plane_quietly,
     resample_mask_to_grid,
@@ -46,11 +50,28 @@ from pdstudy.data.dicom import (
     walk_files,
     windowed_hu,
 )
-from pdstudy.data.manifest import manifest_checksum, read_manifest
+from pdstudy.data.manifest import (
+    MRN_DIGITS,
+    PseudonymityError,
+    PseudonymityWarning,
+    looks_like_mrn,
+    manifest_checksum,
+    read_manifest,
+)
+from pdstudy.data.splits import DuplicatePatientWarning
 from pdstudy.data.verify import default_listing
 
 #: Bumped whenever the cache content for the same parameters would change.
 CACHE_VERSION = "2"
+
+#: Version of the pseudonymity check a cache was built under (``meta.json`` ``pseudonymity_check``). A cache
+#: without it, or with an older one, is rebuilt (same key, same content) so that the check runs: bump it when
+#: the check becomes stricter.
+PSEUDONYMITY_CHECK = 1
+
+#: ``qc.csv`` warning of a patient ID that looks like a hospital record number (:func:`looks_like_mrn`).
+MRN_WARNING = (f"patient_id has {MRN_DIGITS} or more digits in a row, like a hospital record number (MRN): "
+               "if it is one, replace it with a pseudonym")
 
 
 @dataclass(frozen=True)
@@ -104,6 +125,11 @@ class PatientResult:
     #: Set by a worker process instead of ``images`` / ``masks``: raw files holding their bytes.
     images_file: str = ""
     masks_file: str = ""
+    #: Identity elements of the patient's files that ``patient_id`` equals (:func:`identity_matches`): the
+    #: element names only. Not empty: the patient is excluded and :func:`prepare` stops.
+    identity_elements: list[str] = field(default_factory=list)
+    #: Planes of the series a manifest ``pvp_series_uid`` picked (0 without an override), for the ``top_k`` warning.
+    override_slices: int = 0
 
 
 def _digest(data: bytes | str) -> str:
@@ -169,8 +195,14 @@ def scrub_reason_paths(text: str, folder: Path, root: Path) -> str:
 
 def _process(pid: str, row: dict[str, str], folder: Path, root: Path, config: PrepareConfig) -> PatientResult:
     scan = scan_folder(folder)
-    series, rule = select_portal_venous(scan, row.get("pvp_series_uid", ""))
-    notes = list(scan.notes)
+    matched = identity_matches(pid, scan.identity)
+    scan.identity.clear()
+    if matched:  # no pixel is read: prepare stops once every patient is checked
+        return PatientResult(pid, "excluded", f"patient_id equals the DICOM {' and '.join(matched)} of these files: "
+                             "not a pseudonym", n_files=scan.n_files, identity_elements=matched)
+    override = row.get("pvp_series_uid", "")
+    series, rule = select_portal_venous(scan, override)
+    notes = (override_warnings(series) if override else []) + list(scan.notes)
     ordered, geometry_notes = order_slices(series.slices)
     notes += geometry_notes
     zr = _z_range(row)
@@ -214,6 +246,7 @@ def _process(pid: str, row: dict[str, str], folder: Path, root: Path, config: Pr
         pid, "included", "", images=images, masks=masks, z_mm=[s.z for s in kept], warnings=notes,
         pvp_rule=rule, pixel_spacing_mm=float(kept[0].pixel_spacing[0]),  # type: ignore[index]
         n_files=scan.n_files, study_key=_digest(series.study_uid) if series.study_uid else "", pixel_key=middle,
+        override_slices=len(ordered) if override else 0,
     )
 
 
@@ -232,7 +265,8 @@ def _load_mask(root: Path, rel: str, kept: list) -> np.ndarray | None:
     return np.asarray(mask[picks], dtype=np.float32)
 
 
-def cache_key(manifest_sha: str, config: PrepareConfig, signature: Mapping[str, object]) -> str:
+def cache_key(manifest_sha: str, config: PrepareConfig, signature: Mapping[str, object], *,
+              top_k: int | None = None) -> str:
     """Cache folder name for a manifest checksum, preprocessing parameters and the cohort's files.
 
     Parameters
@@ -244,6 +278,10 @@ def cache_key(manifest_sha: str, config: PrepareConfig, signature: Mapping[str, 
     signature : mapping
         :func:`cohort_signature` of the cohort: its files (relative paths, sizes, modification
         times), the synthetic generator version and the ``pdstudy verify`` listing's digest.
+    top_k : int, optional
+        The ``top_k`` of :func:`prepare`, given only when it changes the cache (the manifest picks a series
+        by ``pvp_series_uid``: qc.csv then warns about a series of fewer slices); None leaves it out, so
+        that the key is the one it was before ``top_k`` existed.
 
     Returns
     -------
@@ -257,8 +295,17 @@ def cache_key(manifest_sha: str, config: PrepareConfig, signature: Mapping[str, 
     if not isinstance(signature, Mapping) or "files" not in signature:
         raise ValueError("signature must be the mapping cohort_signature returns (with a 'files' entry), "
                          f"got {signature!r}")
-    return stable_hash({"manifest": manifest_sha, "config": asdict(config), "version": CACHE_VERSION,
-                        "cohort": dict(signature)})
+    parts: dict[str, object] = {"manifest": manifest_sha, "config": asdict(config), "version": CACHE_VERSION,
+                                "cohort": dict(signature)}
+    if top_k is not None:
+        parts["top_k"] = _check_top_k(top_k)
+    return stable_hash(parts)
+
+
+def _check_top_k(top_k: object) -> int:
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise ValueError(f"top_k must be an integer >= 1 (slices averaged per patient), got {top_k!r}")
+    return int(top_k)
 
 
 def cohort_signature(manifest: str | Path, frame: pd.DataFrame | None = None) -> dict[str, object]:
@@ -355,8 +402,12 @@ def prepare(
     workers: int | None = None,
     show_progress: bool = True,
     force: bool = False,
+    top_k: int | None = None,
 ) -> PreparedCohort:
     """Preprocess a cohort into a slice cache, or reuse the matching cache.
+
+    Every manifest ID is checked against the identity elements of its patient's DICOM headers first
+    (:func:`pdstudy.data.dicom.identity_matches`); see docs/preprocessing.md, "Pseudonymity check".
 
     Parameters
     ----------
@@ -375,20 +426,49 @@ def prepare(
         Show a tqdm bar.
     force : bool
         Rebuild even if a matching cache exists.
+    top_k : int, optional
+        Slices the study averages per patient (default: the quick and paper profiles' ``top_k``, 10). A
+        series picked by ``pvp_series_uid`` with fewer slices gets a warning in ``qc.csv``; only then does
+        ``top_k`` enter the cache key.
 
     Returns
     -------
     PreparedCohort
+        Its :meth:`~pdstudy.data.cache.PreparedCohort.warnings_table` and
+        :meth:`~pdstudy.data.cache.PreparedCohort.shared_studies` summarise the warnings.
+
+    Raises
+    ------
+    ManifestError
+        The manifest is invalid (before any work).
+    PseudonymityError
+        A ``patient_id`` equals an identity element of its patient's files; every such row is named, with
+        the element, after all patients are scanned and before any cache file is kept.
+
+    Warns
+    -----
+    PseudonymityWarning
+        IDs with 6 or more digits in a row (:func:`pdstudy.data.manifest.looks_like_mrn`), also recorded
+        in those patients' ``qc.csv`` warnings.
+    DuplicatePatientWarning
+        Included patients whose series share a StudyInstanceUID (the same person under two IDs?).
+        Both warnings are given again when the cache is reused.
     """
     config = config or PrepareConfig()
+    top_k = _check_top_k(load_profile("quick")["top_k"] if top_k is None else top_k)
     manifest = Path(manifest).resolve()
     df = read_manifest(manifest)
     sha = manifest_checksum(manifest)
     signature = cohort_signature(manifest, df)
-    key = cache_key(sha, config, signature)
+    overrides = "pvp_series_uid" in df.columns and bool((df["pvp_series_uid"] != "").any())
+    key = cache_key(sha, config, signature, top_k=top_k if overrides else None)
     final = Path(cache).resolve() / key
-    if (final / "meta.json").exists() and not force:
-        return load_prepared(final)
+    # The key covers the manifest (its IDs) and the sizes and times of the files (their headers), so a cache
+    # whose build passed the pseudonymity check passed it for these inputs; caches without the mark are rebuilt.
+    if not force and _checked_cache(final):
+        cached = load_prepared(final)
+        _warn(cached, df, manifest.name)
+        return cached
 
     rows = df.to_dict("records")
     n_workers = max(1, min(workers or usable_cpus(), len(rows)))
@@ -397,6 +477,8 @@ def prepare(
     try:
         with _PlaneWriter(tmp, int(config.image_size)) as planes:
             results = _process_all(rows, manifest.parent, config, n_workers, planes, show_progress)
+        _check_pseudonyms(df, results, manifest.name)
+        _add_cohort_warnings(df, results, top_k)
         _write_cache(tmp, df, results, config, sha, manifest, signature)
         if final.exists():
             shutil.rmtree(final)
@@ -404,7 +486,59 @@ def prepare(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return load_prepared(final)
+    prepared = load_prepared(final)
+    _warn(prepared, df, manifest.name)
+    return prepared
+
+
+def _checked_cache(folder: Path) -> bool:
+    """Whether ``folder`` holds a finished cache built under the current pseudonymity check."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and int(meta.get("pseudonymity_check", 0) or 0) >= PSEUDONYMITY_CHECK
+
+
+def _check_pseudonyms(df: pd.DataFrame, results: Mapping[str, PatientResult], source: str) -> None:
+    """Raise :class:`PseudonymityError` naming every manifest row whose ID equals a header identity.
+
+    The message names the row, the ID (as the manifest writes it) and the elements, never their values.
+    """
+    offending = [f"row {i + 2}, patient_id {pid!r}: equals the DICOM {' and '.join(results[pid].identity_elements)}"
+                 for i, pid in enumerate(df["patient_id"]) if results[pid].identity_elements]
+    if offending:
+        raise PseudonymityError(
+            f"{source}: {len(offending)} patient_id(s) equal an identity element of their own DICOM files "
+            "(PatientID, PatientName, OtherPatientIDs or AccessionNumber, compared without case, spaces or "
+            "punctuation); patient IDs appear in every output, so give these patients pseudonyms that appear "
+            "nowhere in their headers (nothing was cached):\n  " + "\n  ".join(offending))
+
+
+def _add_cohort_warnings(df: pd.DataFrame, results: dict[str, PatientResult], top_k: int) -> None:
+    """Add the ``qc.csv`` warnings that depend on the study's ``top_k`` or on the patient ID, not on the images."""
+    for pid in df["patient_id"]:
+        r = results[pid]
+        if 0 < r.override_slices < top_k:
+            at = sum(w.startswith("pvp_series_uid") for w in r.warnings)
+            r.warnings.insert(at, f"pvp_series_uid selects a series of {r.override_slices} slices, "
+                                  f"fewer than top_k = {top_k}")
+        if looks_like_mrn(pid):
+            r.warnings.insert(0, MRN_WARNING)
+
+
+def _warn(prepared: PreparedCohort, df: pd.DataFrame, source: str) -> None:
+    """The cohort-level warnings of :func:`prepare`, for a new cache and a reused one alike."""
+    mrn = [f"row {i + 2} ({pid!r})" for i, pid in enumerate(df["patient_id"]) if looks_like_mrn(pid)]
+    if mrn:
+        warnings.warn(f"{source}: patient_id of {', '.join(mrn)} has {MRN_DIGITS} or more digits in a row, "
+                      "like a hospital record number (MRN); it matches no identity element of the DICOM headers, "
+                      "but if it is a hospital ID, replace it with a pseudonym: it appears in every output",
+                      PseudonymityWarning, stacklevel=3)
+    for group in prepared.shared_studies():
+        warnings.warn(f"{source}: patients {group} share a StudyInstanceUID: the same person under several IDs? "
+                      "(the leakage guard stops a study that puts them in different splits; cross-validation "
+                      "keeps them together)", DuplicatePatientWarning, stacklevel=3)
 
 
 def _npy_header(shape: tuple[int, ...]) -> bytes:
@@ -719,4 +853,5 @@ def _write_cache(tmp: Path, df: pd.DataFrame, results: dict[str, PatientResult],
         "content_sha256": content_digest(tmp),
         "n_patients": len(order),
         "n_included": len(included), "n_slices": n, "exclusions": dict(summary),
+        "pseudonymity_check": PSEUDONYMITY_CHECK,
     })

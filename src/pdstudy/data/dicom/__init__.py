@@ -1,16 +1,20 @@
-"""Reading CT series from DICOM: header scanning and series grouping (``_scan``), contrast phase and slice order
-(``_phase``), stored values to HU and the window (``_pixels``), physical resampling (``_resample``).
+"""Reading CT series from DICOM: header scanning and series grouping (``_scan``), contrast phase, series choice
+and slice order (``_phase``), manifest IDs against header identities (``_identity``), stored values to HU and
+the window (``_pixels``), physical resampling (``_resample``).
 
 The public names are re-exported here. See docs/preprocessing.md.
 """
 
+from pdstudy.data.dicom._identity import IDENTITY_ELEMENTS, identity_matches, normalise_identity
 from pdstudy.data.dicom._phase import (
     CHOOSE_SERIES_HINT,
     PHASE_DELAYS,
     PHASES,
     classify_phase,
     describe_series,
+    is_abdominal,
     order_slices,
+    override_warnings,
     select_portal_venous,
 )
 from pdstudy.data.dicom._pixels import HU_WINDOW, read_plane, read_plane_quietly, to_hu, window, windowed_hu
@@ -30,6 +34,7 @@ __all__ = [
     "walk_files",
     "CHOOSE_SERIES_HINT",
     "HU_WINDOW",
+    "IDENTITY_ELEMENTS",
     "PHASES",
     "PHASE_DELAYS",
     "PatientDataError",
@@ -39,7 +44,11 @@ __all__ = [
     "classify_phase",
     "describe_series",
     "dicom_time_seconds",
+    "identity_matches",
+    "is_abdominal",
+    "normalise_identity",
     "order_slices",
+    "override_warnings",
     "quiet_pydicom",
     "read_plane",
     "read_plane_quietly",

@@ -86,6 +86,50 @@ def select_portal_venous(scan: ScanResult, override_uid: str = "") -> tuple[Seri
 #: How a user picks the series by hand when the headers do not identify the portal-venous one.
 CHOOSE_SERIES_HINT = "to use one, set pvp_series_uid in the manifest to its SeriesInstanceUID"
 
+#: Parts of a BodyPartExamined value (upper case, letters and digits only) that cover the abdomen: DICOM's
+#: defined terms (ABDOMEN, ABDOMENPELVIS, CHESTABDOMEN, CHESTABDPELVIS, STOMACH, LIVER, ..., WHOLEBODY) and
+#: what scanners write instead (ABD, CHEST_ABDOMEN, ABD PELVIS, CHEST_TO_PELVIS, TORSO, BAUCH).
+_ABDOMINAL_PARTS = ("ABD", "STOMACH", "GASTR", "LIVER", "HEPAT", "PANCREA", "SPLEEN", "KIDNEY", "RENAL",
+                    "GALLBLADDER", "BILIA", "BOWEL", "COLON", "WHOLEBODY", "TOPELVIS", "TORSO", "TRUNK", "BAUCH")
+#: Whole values that cover the abdomen: BODY, and the abbreviations of chest-abdomen-pelvis (thorax-...).
+_ABDOMINAL_VALUES = frozenset({"BODY", "CAP", "TAP"})
+
+
+def is_abdominal(body_part: str) -> bool:
+    """Whether a BodyPartExamined value covers the abdomen, whatever its case and separators.
+
+    ``ABDOMEN``, ``abd``, ``CHEST_ABDOMEN``, ``Abdomen Pelvis``, ``CHESTABDPELVIS``, ``CHEST_TO_PELVIS``,
+    ``STOMACH``, ``LIVER``, ``WHOLEBODY`` and ``CAP`` do; ``HEAD``, ``CHEST``, ``PELVIS`` or ``LSPINE`` do not,
+    nor does an empty value (the element absent: nothing is known).
+    """
+    text = re.sub(r"[^A-Z0-9]", "", str(body_part).upper())
+    return text in _ABDOMINAL_VALUES or any(part in text for part in _ABDOMINAL_PARTS)
+
+
+def override_warnings(series: Series) -> list[str]:
+    """Why a series picked by the manifest's ``pvp_series_uid`` may not be the portal-venous one.
+
+    The override is kept (the user chose it); each doubt becomes a warning in ``qc.csv``: the series has
+    no contrast (neither ContrastBolusAgent nor ContrastBolusStartTime, or its description or protocol
+    says non-contrast), or its BodyPartExamined is present and not the abdomen (:func:`is_abdominal`).
+    :func:`pdstudy.data.preprocess.prepare` adds the one that depends on the study's ``top_k``.
+
+    Returns
+    -------
+    list of str
+        One sentence per doubt (empty when none), without semicolons.
+    """
+    out = []
+    if not series.contrast_agent and series.bolus_start is None:
+        out.append("pvp_series_uid selects a series without contrast (no ContrastBolusAgent or "
+                   "ContrastBolusStartTime)")
+    elif classify_phase(series)[0] == "non_contrast":
+        out.append("pvp_series_uid selects a series without contrast (its description or protocol says so)")
+    if series.body_part and not is_abdominal(series.body_part):
+        out.append(f"pvp_series_uid selects a series with BodyPartExamined {_one_line(series.body_part, 24)!r}, "
+                   "not the abdomen")
+    return out
+
 
 def _one_line(text: str, limit: int) -> str:
     """``text`` on one line, without quotes or semicolons (the separators of a reason), at most ``limit`` chars."""

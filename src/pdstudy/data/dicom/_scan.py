@@ -22,6 +22,7 @@ import pydicom
 import pydicom.config
 from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
 
@@ -55,6 +56,7 @@ class Series:
     bolus_start: float | None = None  # seconds since midnight
     acquisition_time: float | None = None
     slices: list[SliceRef] = field(default_factory=list)
+    body_part: str = ""  # BodyPartExamined
 
     @property
     def delay(self) -> float | None:
@@ -78,6 +80,9 @@ class ScanResult:
     headers: dict[str, pydicom.Dataset] = field(default_factory=dict, repr=False, compare=False)
     #: Bytes of CT image files already read whole while scanning (up to a memory budget), by relative path.
     contents: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
+    #: Identity values of every readable DICOM file, by element keyword (:data:`IDENTITY_ELEMENTS`), for
+    #: :func:`identity_matches` only: held in memory, never written, printed or put in a message.
+    identity: dict[str, set[str]] = field(default_factory=dict, repr=False, compare=False)
 
 
 def dicom_time_seconds(value: object) -> float | None:
@@ -319,12 +324,25 @@ _PIXEL_TAGS = (_PIXEL_DATA, _FLOAT_PIXEL_DATA, _DOUBLE_PIXEL_DATA)
 _SOP_CLASS_UID, _MODALITY, _NUMBER_OF_FRAMES, _PER_FRAME_TAG = 0x00080016, 0x00080060, 0x00280008, 0x52009230
 
 
+#: Identity elements (:data:`IDENTITY_ELEMENTS`) by tag, read for :func:`identity_matches`.
+_IDENTITY_TAGS = {
+    0x00080050: "AccessionNumber",
+    0x00100010: "PatientName",
+    0x00100020: "PatientID",
+    0x00101000: "OtherPatientIDs",
+    0x00101002: "OtherPatientIDsSequence",  # the PatientID of each item
+}
+_SPECIFIC_CHARACTER_SET = 0x00080005
+
+
 #: The only elements scanning and decoding read (pydicom adds SpecificCharacterSet): the others are
 #: skipped, not stored. Every attribute read from a :func:`scan_folder` dataset must be listed here.
 _HEADER_TAGS = (
     0x00080016, _MODALITY,  # SOPClassUID, Modality
     0x00080031, 0x00080032, 0x00080033, 0x0008103E,  # SeriesTime, AcquisitionTime, ContentTime, SeriesDescription
-    0x00180010, 0x00181030, 0x00181042,  # ContrastBolusAgent, ProtocolName, ContrastBolusStartTime
+    0x00180010, 0x00180015,  # ContrastBolusAgent, BodyPartExamined
+    0x00181030, 0x00181042,  # ProtocolName, ContrastBolusStartTime
+    *_IDENTITY_TAGS,  # for the pseudonymity check only
     0x0020000D, 0x0020000E, 0x00200013,  # StudyInstanceUID, SeriesInstanceUID, InstanceNumber
     0x00200032, 0x00200037,  # ImagePositionPatient, ImageOrientationPatient
     0x00280002, 0x00280004, _NUMBER_OF_FRAMES,  # SamplesPerPixel, PhotometricInterpretation, NumberOfFrames
@@ -402,6 +420,7 @@ def _new_series(ds: pydicom.Dataset, uid: str) -> Series:
         description=str(getattr(ds, "SeriesDescription", "") or ""),
         protocol=str(getattr(ds, "ProtocolName", "") or ""),
         contrast_agent=str(getattr(ds, "ContrastBolusAgent", "") or ""),
+        body_part=str(getattr(ds, "BodyPartExamined", "") or "").strip(),
         bolus_start=dicom_time_seconds(getattr(ds, "ContrastBolusStartTime", None)),
         acquisition_time=dicom_time_seconds(
             getattr(ds, "AcquisitionTime", None) or getattr(ds, "SeriesTime", None)
@@ -467,6 +486,8 @@ def scan_folder(folder: str | Path) -> ScanResult:
     skipped_non_dicom: list[str] = []
     headers: dict[str, pydicom.Dataset] = {}
     contents: dict[str, bytes] = {}
+    identity: dict[str, set[str]] = {}
+    identity_memo: dict[tuple, list[str]] = {}
     budget = _CONTENTS_BYTES
     with quiet_pydicom():  # header values are parsed lazily: keep every access inside
         for rel in files:
@@ -479,6 +500,7 @@ def scan_folder(folder: str | Path) -> ScanResult:
                     skipped_non_dicom.append(rel)
                 continue
             modalities.add(str(_value(ds, _MODALITY, "") or "?"))
+            _collect_identity(ds, identity, identity_memo)
             why = _skip_reason(ds, rel)
             if why:
                 notes.append(why)
@@ -495,7 +517,50 @@ def scan_folder(folder: str | Path) -> ScanResult:
     if skipped_non_dicom:
         notes.append(f"skipped {len(skipped_non_dicom)} non-DICOM file(s), e.g. {skipped_non_dicom[0]}")
     return ScanResult(series=list(series.values()), n_files=len(files), notes=notes, modalities=modalities,
-                      headers=headers, contents=contents)
+                      headers=headers, contents=contents, identity=identity)
+
+
+def _element(ds: pydicom.Dataset, tag: int) -> object:
+    """The element ``tag`` of ``ds`` as stored (raw or converted), or None."""
+    return ds._dict.get(tag) if _ELEMENTS_DICT else ds.get_item(tag, keep_deferred=True)
+
+
+def _identity_strings(ds: pydicom.Dataset, tag: int) -> list[str]:
+    """The non-empty values of identity element ``tag`` (each value of a multi-valued one) as text."""
+    try:
+        value = ds[tag].value
+        if tag == 0x00101002:  # OtherPatientIDsSequence: the PatientID of each item
+            value = [item.get("PatientID", "") for item in value or []]
+    except Exception:  # a value pydicom cannot convert (e.g. an unknown character set): its raw text
+        raw = getattr(_element(ds, tag), "value", b"")
+        value = raw.decode("latin-1").split("\\") if isinstance(raw, bytes) and tag != 0x00101002 else ""
+    if isinstance(value, (list, tuple, MultiValue)):
+        items = list(value)
+    else:
+        items = [value]
+    return [text for text in (str(v).strip(" \x00") for v in items if v is not None) if text]
+
+
+def _collect_identity(ds: pydicom.Dataset, found: dict[str, set[str]], memo: dict[tuple, list[str]]) -> None:
+    """Add the identity values of ``ds`` to ``found`` (element keyword -> values).
+
+    A patient's files repeat the same bytes: each distinct raw value (and character set) is converted once.
+    """
+    charset = _element(ds, _SPECIFIC_CHARACTER_SET)
+    charset_key = None if charset is None else str(charset.value)  # type: ignore[attr-defined]
+    for tag, name in _IDENTITY_TAGS.items():
+        elem = _element(ds, tag)
+        if elem is None:
+            continue
+        if type(elem) is RawDataElement and isinstance(elem.value, bytes):
+            key = (tag, elem.VR, elem.is_little_endian, elem.value, charset_key)
+            values = memo.get(key)
+            if values is None:
+                values = memo[key] = _identity_strings(ds, tag)
+        else:
+            values = _identity_strings(ds, tag)
+        if values:
+            found.setdefault(name, set()).update(values)
 
 
 def _short(exc: Exception, limit: int = 160) -> str:
