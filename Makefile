@@ -6,10 +6,10 @@ STAMP := $(VENV)/.pdstudy-env
 LOCK := requirements.lock
 PROFILE ?= quick
 
-.PHONY: env run test unit notebooks lint lock clean help
+.PHONY: env run test unit notebooks lint lock clean help paper-smoke
 
 help:  ## list targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 env: $(STAMP)  ## create .venv with the locked versions (once; redone when pyproject.toml or the lock change)
 
@@ -20,11 +20,14 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/python -m pip check
 	@touch $(STAMP)
 
-run: env  ## run notebooks 00-08 on the built-in synthetic cohort into reports/$(PROFILE)
+run: env  ## run notebooks 00-10 on the built-in synthetic cohort into reports/$(PROFILE)
 	$(BIN)/pdstudy run --profile $(PROFILE)
 
 test: env lint  ## unit tests, then every notebook under pytest --nbval-lax
 	$(BIN)/python -m pytest tests --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 notebooks
+
+paper-smoke: env  ## the paper profile end to end, work shrunk (real models, 224 px, local weights); not part of make test
+	$(BIN)/python -m pdstudy.study.smoke --out reports/paper-smoke --data-dir data/paper-smoke
 
 unit: env  ## unit tests only
 	$(BIN)/python -m pytest tests

@@ -19,7 +19,7 @@ from pdstudy.data.verify import default_listing, verify_cohort, write_listing
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     manifest = generate_cohort(args.out, patients=args.patients, seed=args.seed, slices=args.slices,
-                               size=args.size, show_progress=not args.quiet)
+                               size=args.size, clinical_signal=args.clinical_signal, show_progress=not args.quiet)
     print(f"synthetic cohort written: {manifest}")
     return 0
 
@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.add_argument("--slices", type=int, default=24, help="slices per series (default 24)")
     s.add_argument("--size", type=int, default=128, help="matrix size in pixels (default 128)")
+    s.add_argument("--clinical-signal", type=float, default=1.0,
+                   help="0-1: how strongly the clinical covariates depend on the response (default 1: the paper's "
+                        "Table 1 margins per response group; 0: independent of it)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_synth)
 

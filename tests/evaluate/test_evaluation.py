@@ -119,9 +119,10 @@ def test_table2_rows_and_columns(t2):
     assert len(run) == len(METHODS)
     not_run = t2[t2["status"] == "not run"]
     names = set(not_run["method"])
-    assert {"3DResNet-50", "Hybrid Model", "ResNet-50", "EfficientNet-B0", "Knowledge Distillation (B7>B3)"} <= names
+    assert {"3D ResNet-50", "Hybrid Model (B7 + Transformer)", "ResNet-50", "EfficientNet-B0",
+            "Knowledge Distillation (B7>B3)"} <= names
     assert not_run["reason"].str.len().gt(0).all()
-    assert "2D" in not_run.loc[not_run["method"] == "3DResNet-50", "reason"].iloc[0]
+    assert "method list" in not_run.loc[not_run["method"] == "3D ResNet-50", "reason"].iloc[0]
     for col in ["method_id", "method", "n_seeds", "train_auc", "train_auc_lo", "train_auc_hi", "test_auc",
                 "test_auc_lo", "test_auc_hi", "test_auc_seed_mean", "test_auc_seed_sd", "compared_with", "p_delong",
                 "p_delong_holm", "paper_test_auc", "status", "reason"]:

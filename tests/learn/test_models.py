@@ -28,6 +28,10 @@ from pdstudy.learn.models import (
 )
 
 ALL_ARCHITECTURES = {**PAPER_ARCHITECTURES, **QUICK_ARCHITECTURES}
+#: The timm CNNs (the hybrid and the 3D ResNet: tests/learn/test_hybrid_and_volume.py).
+CNN_ARCHITECTURES = {n: a for n, a in ALL_ARCHITECTURES.items() if a.kind == "cnn"}
+#: The models that take 2D slices: the CNNs and the hybrid.
+SLICE_ARCHITECTURES = {n: a for n, a in ALL_ARCHITECTURES.items() if a.kind != "volume"}
 
 #: Grad-CAM layer expected per architecture, as a path in ``model.named_modules()``.
 GRADCAM_LAYERS = {
@@ -44,6 +48,8 @@ GRADCAM_LAYERS = {
     "test_byobnet": "stages.3",
     "test_convnext": "stages.3",
     "test_resnet": "layer4.0",
+    "efficientnet_b7_transformer": "cnn.bn2",
+    "test_resnet_transformer": "cnn.layer4.0",
 }
 
 
@@ -84,14 +90,21 @@ def test_table2_architectures_present() -> None:
         "resnet50", "resnet101", "resnext101_32x8d", "densenet121", "densenet201",
         "vgg11", "vgg16", "efficientnet_b0", "efficientnet_b3", "efficientnet_b7",
     }  # fmt: skip
-    assert set(PAPER_ARCHITECTURES) == expected
-    assert set(QUICK_STAND_INS) == {"efficientnet_b0", "efficientnet_b3", "efficientnet_b7"}
+    assert {n for n, a in PAPER_ARCHITECTURES.items() if a.kind == "cnn"} == expected
+    assert set(PAPER_ARCHITECTURES) == expected | {"efficientnet_b7_transformer", "resnet50_3d"}
+    assert set(QUICK_STAND_INS) == set(PAPER_ARCHITECTURES) - expected | {"efficientnet_b0", "efficientnet_b3",
+                                                                          "efficientnet_b7"}
     assert get_architecture("resnext101") is PAPER_ARCHITECTURES["resnext101_32x8d"]
 
 
-@pytest.mark.parametrize("name", list(ALL_ARCHITECTURES))
+@pytest.mark.parametrize("name", [n for n, a in ALL_ARCHITECTURES.items() if a.kind != "volume"])
 def test_table_rows_match_timm(name: str) -> None:
+    """Slice models' tags (a hybrid's: its CNN's) name timm models with ImageNet weights."""
     arch = ALL_ARCHITECTURES[name]
+    if arch.kind == "hybrid":
+        assert arch.timm_tag == ALL_ARCHITECTURES[arch.backbone].timm_tag
+        assert arch.input_size == ALL_ARCHITECTURES[arch.backbone].input_size
+        arch = ALL_ARCHITECTURES[arch.backbone]
     assert arch.timm_tag in timm.list_pretrained(arch.timm_tag), "tag must have ImageNet weights"
     cfg = timm.models.get_pretrained_cfg(arch.timm_tag)
     assert cfg.num_classes == 1000
@@ -105,11 +118,11 @@ def test_quick_stand_ins_grow_like_the_ladder() -> None:
     assert sizes == sorted(sizes) and len(set(sizes)) == 3
 
 
-@pytest.mark.parametrize("family", list(NOISE_CAPABILITIES))
+@pytest.mark.parametrize("family", sorted({a.family for a in CNN_ARCHITECTURES.values()}))
 def test_noise_capabilities_match_timm(family: str) -> None:
     """The table says what timm's constructors really accept (timm raises TypeError otherwise)."""
     name = min(
-        (n for n, a in ALL_ARCHITECTURES.items() if a.family == family),
+        (n for n, a in CNN_ARCHITECTURES.items() if a.family == family),
         key=lambda n: (n not in QUICK_ARCHITECTURES, n),
     )
     timm_name = ALL_ARCHITECTURES[name].timm_name
@@ -125,7 +138,7 @@ def test_noise_capabilities_match_timm(family: str) -> None:
 # --- build, forward, backward, Grad-CAM layer -----------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(ALL_ARCHITECTURES))
+@pytest.mark.parametrize("name", list(SLICE_ARCHITECTURES))
 def test_forward_backward_and_gradcam_layer(name: str) -> None:
     torch.manual_seed(0)
     model = build_model(name)
@@ -154,7 +167,7 @@ def test_forward_backward_and_gradcam_layer(name: str) -> None:
     assert any(g.abs().sum() > 0 for g in grads)
     act, grad = captured["act"], captured["grad"]
     assert act.ndim == 4 and act.shape[0] == 2 and grad.shape == act.shape
-    if get_architecture(name).family in ("resnet", "densenet", "vgg", "byobnet"):
+    if get_architecture(get_architecture(name).backbone or name).family in ("resnet", "densenet", "vgg", "byobnet"):
         assert (act >= 0).all(), "rectified feature map"
     torch.testing.assert_close(captured["full_grad"], grad)
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
@@ -193,6 +206,9 @@ NOISE_CASES = [
     ("test_resnet", 0.0, 0.5),
     ("densenet121", 0.5, 0.0),
     ("vgg11", 0.5, 0.0),
+    ("test_resnet_transformer", 0.5, 0.0),
+    ("test_resnet_transformer", 0.0, 0.5),
+    ("test_resnet3d", 0.5, 0.0),
 ]
 
 
@@ -208,7 +224,7 @@ def test_noise_is_applied(name: str, drop_rate: float, drop_path_rate: float) ->
     else:
         assert max(rates, default=0.0) == 0.0 == noise["drop_path_rate"]
 
-    x = torch.randn(4, 3, 32, 32)
+    x = torch.randn(4, 1, 8, 32, 32) if get_architecture(name).kind == "volume" else torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         # timm zero-initialises the last norm of each residual branch, which hides stochastic depth
         # until the branches have trained; perturbing the weights stands in for training.
@@ -223,7 +239,7 @@ def test_noise_is_applied(name: str, drop_rate: float, drop_path_rate: float) ->
 @pytest.mark.parametrize("name", list(QUICK_ARCHITECTURES))
 def test_no_noise_train_passes_equal(name: str) -> None:
     model = build_model(name).train()
-    x = torch.randn(4, 3, 32, 32)
+    x = torch.randn(4, 1, 8, 32, 32) if QUICK_ARCHITECTURES[name].kind == "volume" else torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         for param in model.parameters():
             param.add_(0.1 * torch.randn_like(param))
@@ -231,7 +247,7 @@ def test_no_noise_train_passes_equal(name: str) -> None:
     assert model_noise(model) == {"drop_rate": 0.0, "drop_path_rate": 0.0}
 
 
-@pytest.mark.parametrize("name", ["vgg11", "vgg16", "densenet121", "densenet201"])
+@pytest.mark.parametrize("name", ["vgg11", "vgg16", "densenet121", "densenet201", "resnet50_3d"])
 def test_unsupported_noise_raises(name: str) -> None:
     family = get_architecture(name).family
     with pytest.raises(ValueError, match=rf"drop_path_rate.*{family}.*drop_rate") as info:

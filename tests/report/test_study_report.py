@@ -61,7 +61,7 @@ def _fake_run(tmp_path, *, simulated: bool | None = True, audit: bool = True, co
                              "wall_seconds": 12.5},
             "05_ablation": {"methods": [], "seeds": [0, 1], "parameters": {**params, "epochs": 30},
                             "manifest_sha256": "ab" * 32, "written": "2025-01-01T00:00:00+00:00"},
-            "08_study_report": {"profile": "quick", "seed": 0, "written": "2025-01-01T00:00:00+00:00"},
+            "10_study_report": {"profile": "quick", "seed": 0, "written": "2025-01-01T00:00:00+00:00"},
         },
     }
     run.provenance.write_text(json.dumps(prov))

@@ -62,3 +62,45 @@ def test_cache_load_is_bitwise_the_torch_conversion(tiny_prepared):
     every = np.arange(256, dtype=np.uint8)
     assert torch.equal(torch.from_numpy(np.divide(every, np.float32(255.0), dtype=np.float32)),
                        torch.from_numpy(every).float().div_(255.0))
+
+
+def test_volume_pipeline_is_measured_in_volumes_and_worker_batches_match(tiny_prepared):
+    """The GPU section's path for the 3D ResNet (here on CPU, with its stand-in): volumes/s, no channels-last."""
+    from pdstudy.learn.models import build_model
+    from pdstudy.learn.train import TrainConfig
+    from pdstudy.learn.volumes import VolumeSet
+    from pdstudy.study.bench import format_bench_table, measure_pipeline
+
+    prepared, patients = tiny_prepared
+    data = VolumeSet(prepared, patients, depth=4)
+    kw = dict(seed=3, epoch=1, batch_size=8, slices_per_patient=3, augment=AugmentConfig(crop_size=28))
+    inline = list(data.train_batches(**kw))
+    workers = list(data.train_batches(**kw, workers=2))
+    assert len(inline) == 3
+    assert all(torch.equal(a[1], b[1]) and torch.equal(a[2], b[2]) for a, b in zip(inline, workers))
+    cfg = TrainConfig(batch_size=8, augment=AugmentConfig(crop_size=28), device="cpu")
+    torch.manual_seed(0)
+    out = measure_pipeline(build_model("test_resnet3d"), data, cfg, torch.device("cpu"), warmup=1, steps=1, rounds=1)
+    assert out["unit"] == "volumes" and out["volume_depth"] == 4 and out["pipeline_images_per_s"] > 0
+    assert out["channels_last"] is False
+    table = format_bench_table({
+        **{k: {"value": None, "goal": 1.0, "goal_op": ">=", "pass": None, "reason": "x", "model": "m", "device": "cpu",
+               "pipeline_images_per_s": 1, "in_memory_images_per_s": 1, "prepare_slices_per_s": 1,
+               "reference_slices_per_s": 1, "slices": 1, "cache_slices_per_s": 1} for k in HEADLINE},
+        "gpu": {"resnet50_3d": {**out, "efficiency": 1.0, "peak_memory_gib": 1.0}},
+        "machine": {"cpu_count": 2, "torch": "x", "torch_threads": 2, "device": "cuda", "device_name": "x",
+                    "python": "3.11"}})
+    assert "volumes/s (4 slices)" in table
+
+
+def test_cpu_pipeline_model_is_the_largest_cnn_stand_in():
+    """Hybrid and 3D stand-ins in the baselines leave the CPU figure's model (the B7 stand-in) unchanged."""
+    from pdstudy.core.params import load_profile
+    from pdstudy.learn.models import build_model, count_parameters
+    from pdstudy.study.bench import _largest_stand_in
+
+    profile = load_profile("quick")
+    before = _largest_stand_in(profile)
+    extended = {**profile, "baselines": [*profile["baselines"], "efficientnet_b7_transformer", "resnet50_3d"]}
+    assert _largest_stand_in(extended) == before == ("efficientnet_b7", "test_resnet")
+    assert count_parameters(build_model("test_resnet_transformer")) > count_parameters(build_model("test_resnet"))

@@ -1,4 +1,4 @@
-"""Tests of what notebooks 06-08 call: shared predictions, the clinician comparison, Grad-CAM and the study report.
+"""Tests of what notebooks 06-10 call: shared predictions, the clinician comparison, Grad-CAM and the study report.
 
 Synthetic prediction rows and tiny fake cohorts stand in for a run; the Grad-CAM tests use the quick
 ``test_resnet`` model, untrained.
@@ -517,7 +517,16 @@ def test_report_contents_with_sections_06_and_07(tmp_path):
                                                "fig6_iterations"]
     assert "Fig. 3 with the readers' operating points (SIMULATED readers)" in contents.figures
     assert contents.notes[1].startswith("Fig. 4A uses the test-chosen (optimistic) threshold")
-    assert contents.notes[2].startswith("Protocol cv") and len(contents.notes) == 3
+    assert contents.notes[2].startswith("Protocol cv") and len(contents.notes) == 4
+    assert contents.notes[3].startswith("Notebook 08 (clinical fusion) has not written")
+    # with notebook 08's outputs: its table, figure and a note on what was fitted on which patients
+    (run.tables / "clinical_fusion.md").write_text("# t\n")
+    (run.figures / "clinical_fusion.png").write_bytes(b"png")
+    contents = report_contents(run, roc_panels={"A": "fig3_roc_baseline"}, curve_architectures=[B7],
+                               fig4_model="PD", fig4_policy="youden_val", cv=False, stand_ins=False, protocol="fixed")
+    assert contents.tables["Beyond the paper: clinical variables, CT and their fusion"] == "clinical_fusion"
+    assert list(contents.figures.values())[-1] == "clinical_fusion"
+    assert any("fitted on the training patients" in n and "validation patients" in n for n in contents.notes)
 
 
 def test_localised_methods_follow_the_cam_localise_parameter():

@@ -46,7 +46,7 @@ def test_two_by_two_grid_runs_collects_and_resubmits_nothing(tiny_synthetic_mani
         assert str(tiny_synthetic_manifest.parent) not in job_json.read_text()  # no site folders
     points = pd.read_csv(out / "sweep" / "points.csv")
     assert points["finished"].tolist() == [2, 2]
-    assert all("--only 06,07,08" in c and "-p lr=" in c and "-p 'seeds=[0, 1]'" in c for c in points["notebooks"])
+    assert all("--only 06,07,08,10" in c and "-p lr=" in c and "-p 'seeds=[0, 1]'" in c for c in points["notebooks"])
     # Submitting the same grid again runs nothing: every job is keyed and finished.
     again = sweep(grid, "local", out, poll_s=0.5, progress=False)
     assert again.ok and again.submitted == 0 and again.skipped == 4

@@ -19,15 +19,19 @@ DISPLAY_NAMES: Final = {
     "resnet50": "ResNet-50", "resnet101": "ResNet-101", "resnext101_32x8d": "ResNeXt-101",
     "densenet121": "DenseNet-121", "densenet201": "DenseNet-201", "vgg11": "VGG-11", "vgg16": "VGG-16",
     "efficientnet_b0": "EfficientNet-B0", "efficientnet_b3": "EfficientNet-B3", "efficientnet_b7": "EfficientNet-B7",
+    "efficientnet_b7_transformer": "Hybrid Model (B7 + Transformer)", "resnet50_3d": "3D ResNet-50",
 }
 
-#: Other spellings of architectures (the paper's Table 2 file writes ``resnext101``).
-ARCH_ALIASES: Final = {"resnext101": "resnext101_32x8d"}
+#: Other spellings of architectures (the paper's Table 2 file writes ``resnext101`` and
+#: ``efficientnet_b7+transformer``).
+ARCH_ALIASES: Final = {"resnext101": "resnext101_32x8d", "efficientnet_b7+transformer": "efficientnet_b7_transformer"}
 
-#: Paper architecture -> its quick-profile stand-in, a tiny timm test model
+#: Paper architecture -> its quick-profile stand-in: tiny timm test models for the EfficientNets, the hybrid
+#: built on the B7 stand-in, a tiny MONAI 3D ResNet for the 3D ResNet-50
 #: (described by ``pdstudy.learn.models.QUICK_ARCHITECTURES``, whose ``stands_in_for`` must agree).
 QUICK_STAND_INS: Final[Mapping[str, str]] = MappingProxyType(
-    {"efficientnet_b0": "test_byobnet", "efficientnet_b3": "test_convnext", "efficientnet_b7": "test_resnet"}
+    {"efficientnet_b0": "test_byobnet", "efficientnet_b3": "test_convnext", "efficientnet_b7": "test_resnet",
+     "efficientnet_b7_transformer": "test_resnet_transformer", "resnet50_3d": "test_resnet3d"}
 )
 
 _STAGES: Final = {"baseline": (1, 1), "kd": (2, 2), "pd": (2, 99)}

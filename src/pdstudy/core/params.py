@@ -34,10 +34,11 @@ def load_profile(name: str) -> dict[str, Any]:
 #: Notebook parameters a Study reads (all are keys of the profiles).
 STUDY_PARAMETERS = (
     "run_dir", "data_dir", "manifest", "image_size", "fov_mm", "workers", "synth_patients", "synth_seed",
-    "synth_slices", "synth_size", "seeds", "protocol", "cv_folds", "cv_repeats", "val_fraction", "split_seed",
+    "synth_slices", "synth_size", "synth_clinical_signal", "seeds", "protocol", "cv_folds", "cv_repeats",
+    "val_fraction", "split_seed",
     "pretrained", "weights_dir", "stand_ins", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
     "warmup_epochs", "schedule", "beta", "alpha", "temperature", "kd_convention", "drop_rate", "drop_path_rate",
-    "slices_per_patient", "crop_size", "top_k", "select",
+    "slices_per_patient", "crop_size", "top_k", "select", "volume_depth", "hybrid_depth",
 )
 
 
@@ -127,6 +128,7 @@ PARAMETER_RULES: dict[str, _Rule] = {
     **{name: _Rule("choice") for name in PARAMETER_CHOICES},
     **dict.fromkeys(("seed", "synth_seed", "split_seed"), _NAT),
     "synth_patients": _Rule("int", low=4), "synth_slices": _Rule("int", low=8), "synth_size": _Rule("int", low=32),
+    "synth_clinical_signal": _Rule("float", low=0, high=1), "fusion_pd_chain": _Rule("str"),
     "image_size": _Rule("int", low=8), "fov_mm": _Rule("float", low=0, low_open=True), "workers": _NAT,
     "seeds": _Rule("list", item=_NAT), "cv_folds": _Rule("int", low=2), "cv_repeats": _POS,
     "val_fraction": _Rule("float", low=0, high=1, low_open=True, high_open=True),
@@ -135,7 +137,8 @@ PARAMETER_RULES: dict[str, _Rule] = {
     "weight_decay": _Rule("float", low=0), "warmup_epochs": _Rule("float", low=0),
     "beta": _SHARE, "alpha": _Rule("float", low=0, high=1), "temperature": _Rule("float", low=0, low_open=True),
     "drop_rate": _SHARE, "drop_path_rate": _SHARE, "slices_per_patient": _NAT, "crop_size": _Rule("int", low=8),
-    "top_k": _POS, "baselines": _Rule("list", item=_Rule("str")), "kd_chains": _Rule("chains"),
+    "top_k": _POS, "volume_depth": _POS, "hybrid_depth": _NAT, "baselines": _Rule("list", item=_Rule("str")),
+    "kd_chains": _Rule("chains"),
     "pd_chains": _Rule("chains"), "cam_localise": _Rule("str"), "curve_architectures": _Rule("list", item=_Rule("str")),
     "curve_iterations": _POS,
     "dca_prevalence": _Rule("share_or_empty"),

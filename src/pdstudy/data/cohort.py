@@ -13,7 +13,7 @@ from pdstudy.core.vocab import RESPONSES, paper_label
 from pdstudy.data.cache import PreparedCohort, reason_category
 from pdstudy.data.manifest import read_manifest
 from pdstudy.data.preprocess import PrepareConfig, prepare
-from pdstudy.data.synth import ensure_cohort
+from pdstudy.data.synth import check_clinical_signal, ensure_cohort
 from pdstudy.stats import fisher_exact_rxc
 
 #: Table 1 rows: manifest column -> (display name, ordered levels with display labels).
@@ -31,12 +31,17 @@ TABLE1_CATEGORICAL: dict[str, tuple[str, dict[str, str]]] = {
 
 @dataclass
 class Cohort:
-    """A validated manifest together with its prepared slice cache."""
+    """A validated manifest together with its prepared slice cache.
+
+    ``clinical_signal`` is the synthetic cohort's :func:`pdstudy.data.synth.generate_cohort` parameter (how
+    strongly its clinical covariates depend on the response; 1 for a user's manifest, where it means nothing).
+    """
 
     manifest_path: Path
     manifest: pd.DataFrame
     prepared: PreparedCohort
     synthetic: bool
+    clinical_signal: float = 1.0
 
     @property
     def name(self) -> str:
@@ -49,9 +54,19 @@ class Cohort:
         return df[(df["status"] == "included") & (df["split"] != "")].reset_index(drop=True)
 
 
-def synthetic_dir(data_dir: str | Path, *, patients: int, seed: int, slices: int, size: int) -> Path:
-    """Where the synthetic cohort with these generator settings lives under ``data_dir``."""
-    return Path(data_dir) / "synthetic" / f"n{patients}-seed{seed}-k{slices}-px{size}"
+def synthetic_dir(data_dir: str | Path, *, patients: int, seed: int, slices: int, size: int,
+                  clinical_signal: float = 1.0) -> Path:
+    """Where the synthetic cohort with these generator settings lives under ``data_dir``.
+
+    ``synthetic/n<patients>-seed<seed>-k<slices>-px<size>``, followed by ``-clin<clinical_signal>`` (e.g.
+    ``-clin0``, ``-clin0.5``) when ``clinical_signal`` is not the default 1: the default cohort keeps the
+    folder it had before the parameter existed, and cohorts of different values never overwrite each other.
+    """
+    name = f"n{patients}-seed{seed}-k{slices}-px{size}"
+    signal = check_clinical_signal(clinical_signal)
+    if signal != 1.0:
+        name += f"-clin{signal:g}" if float(f"{signal:g}") == signal else f"-clin{signal!r}"
+    return Path(data_dir) / "synthetic" / name
 
 
 def load_cohort(
@@ -64,25 +79,31 @@ def load_cohort(
     synth_seed: int = 0,
     synth_slices: int = 24,
     synth_size: int = 128,
+    synth_clinical_signal: float = 1.0,
     workers: int | None = None,
     show_progress: bool = True,
 ) -> Cohort:
     """Materialise the cohort: generate the synthetic one if no manifest is given, then prepare it.
 
     Both steps are cached under ``data_dir`` (``synthetic/`` and ``cache/``), so every notebook
-    can call this and only the first pays.
+    can call this and only the first pays. ``synth_*`` are the synthetic cohort's parameters
+    (:func:`pdstudy.data.synth.generate_cohort`; ``synth_clinical_signal`` is its ``clinical_signal``),
+    ignored when a manifest is given.
     """
     synthetic = not manifest
+    signal = check_clinical_signal(synth_clinical_signal)
     if synthetic:
-        out = synthetic_dir(data_dir, patients=synth_patients, seed=synth_seed, slices=synth_slices, size=synth_size)
+        out = synthetic_dir(data_dir, patients=synth_patients, seed=synth_seed, slices=synth_slices, size=synth_size,
+                            clinical_signal=signal)
         manifest = ensure_cohort(out, patients=synth_patients, seed=synth_seed, slices=synth_slices,
-                                 size=synth_size, show_progress=show_progress)
+                                 size=synth_size, clinical_signal=signal, show_progress=show_progress)
     manifest_path = Path(manifest).resolve()  # type: ignore[arg-type]
     df = read_manifest(manifest_path)
     prepared = prepare(manifest_path, Path(data_dir) / "cache",
                        config=PrepareConfig(image_size=int(image_size), fov_mm=float(fov_mm)),
                        workers=workers, show_progress=show_progress)
-    return Cohort(manifest_path=manifest_path, manifest=df, prepared=prepared, synthetic=synthetic)
+    return Cohort(manifest_path=manifest_path, manifest=df, prepared=prepared, synthetic=synthetic,
+                  clinical_signal=signal if synthetic else 1.0)
 
 
 def patient_flow(manifest: pd.DataFrame, qc: pd.DataFrame) -> dict:

@@ -1,5 +1,6 @@
-"""Numbers from prediction files: Tables 2-4, the iteration curve, cross-validation summaries, readers and
-localisation scores. No torch, no matplotlib; what each table computes is described in ``docs/statistics.md``.
+"""Numbers from prediction files: Tables 2-4, the iteration curve, cross-validation summaries, readers,
+localisation scores, and the clinical model with its fusion with the CT score (``clinical_fusion``). No torch, no
+matplotlib; what each table computes is described in ``docs/statistics.md``.
 
 Every table function returns a numeric :class:`pandas.DataFrame` with ``attrs["table"]`` (its kind) and
 ``attrs["notes"]`` (footer lines); :func:`pdstudy.report.write_evaluation_table` writes it.
@@ -8,9 +9,12 @@ Every table function returns a numeric :class:`pandas.DataFrame` with ``attrs["t
 from pdstudy.evaluate._curves import iteration_curve
 from pdstudy.evaluate._cv import cv_summary
 from pdstudy.evaluate._notes import (
+    HYBRID_MODEL_NOTE,
     MIN_CLASS_PATIENTS,
     SMALL_MARK,
     SMALL_SPLIT_EFFECT,
+    VOLUME_MODEL_NOTE,
+    architecture_notes,
     ci_note,
     class_counts,
     counts_note,
@@ -36,9 +40,33 @@ from pdstudy.evaluate._scores import (
     paper_method_ids,
     patients_of_split,
 )
-from pdstudy.evaluate._table2 import ANALYSIS_LABELS, table2
+from pdstudy.evaluate._table2 import ANALYSIS_LABELS, OTHER_MODEL_COMPARATORS, table2
 from pdstudy.evaluate._table3 import table3
 from pdstudy.evaluate._table4 import DEFAULT_ABLATION_METHODS, table4
+from pdstudy.evaluate.clinical_fusion import (
+    CLINICAL_CATEGORIES,
+    CLINICAL_COVARIATES,
+    CLINICAL_CS,
+    CLINICAL_CV_FOLDS,
+    FIT_ON,
+    FUSION_MODELS,
+    FUSION_PD_MODEL,
+    MISSING_LEVEL,
+    ClinicalFusion,
+    ClinicalModel,
+    LogisticMap,
+    calibration_intercept_slope,
+    choose_on_fold_validation,
+    clinical_cv_scores,
+    clinical_fusion,
+    clinical_fusion_cv,
+    clinical_fusion_table,
+    clinical_table,
+    fit_clinical_model,
+    fit_logistic_map,
+    fold_scores,
+    missing_counts,
+)
 from pdstudy.evaluate.clinicians import (
     stated_operating_points,
     table3_rows,
@@ -81,15 +109,28 @@ from pdstudy.evaluate.selection import (
 
 __all__ = [
     "ANALYSIS_LABELS",
+    "CLINICAL_CATEGORIES",
+    "CLINICAL_COVARIATES",
+    "CLINICAL_CS",
+    "CLINICAL_CV_FOLDS",
+    "ClinicalFusion",
+    "ClinicalModel",
     "DEFAULT_ABLATION_METHODS",
     "DEFAULT_OPERATING_POINTS",
+    "FIT_ON",
     "FOLDS",
+    "FUSION_MODELS",
+    "FUSION_PD_MODEL",
     "HOLM_FAMILY_SIZE",
+    "HYBRID_MODEL_NOTE",
     "LEVELS",
     "LOCALISATION_COLUMNS",
     "LOCALISATION_GROUPS",
+    "LogisticMap",
     "METRICS",
     "MIN_CLASS_PATIENTS",
+    "MISSING_LEVEL",
+    "OTHER_MODEL_COMPARATORS",
     "OperatingPoint",
     "PD_B7_B3_ALTERNATIVE",
     "PD_B7_B3_PAPER_ROW",
@@ -103,17 +144,29 @@ __all__ = [
     "SMALL_SPLIT_EFFECT",
     "TumourSlices",
     "VALIDATION_CHOICE_RULE",
+    "VOLUME_MODEL_NOTE",
+    "architecture_notes",
     "best_slice",
+    "calibration_intercept_slope",
+    "choose_on_fold_validation",
     "choose_on_validation",
     "choose_threshold",
     "ci_note",
     "class_counts",
+    "clinical_cv_scores",
+    "clinical_fusion",
+    "clinical_fusion_cv",
+    "clinical_fusion_table",
+    "clinical_table",
     "counts_note",
     "cv_summary",
     "default_baseline",
     "estimate_body_masks",
     "explained_target",
     "final_stage",
+    "fit_clinical_model",
+    "fit_logistic_map",
+    "fold_scores",
     "has_both_classes",
     "is_simulated",
     "iteration_curve",
@@ -121,6 +174,7 @@ __all__ = [
     "localisation_summary",
     "localisation_table",
     "method_scores",
+    "missing_counts",
     "paper_method_ids",
     "patients_of_split",
     "preferred_policy",

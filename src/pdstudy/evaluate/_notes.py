@@ -13,19 +13,22 @@ from typing import Any, Final
 
 import pandas as pd
 
-from pdstudy.core.methods import QUICK_STAND_INS, display_arch
+from pdstudy.core.methods import QUICK_STAND_INS, display_arch, method_from_id
 from pdstudy.core.vocab import PAPER_LABEL_FOOTNOTE, SPLITS
 from pdstudy.stats import check_auc_ci
 
 __all__ = [
     "CI_NOTE",
     "CLASS_NOTE",
+    "HYBRID_MODEL_NOTE",
     "MIN_CLASS_PATIENTS",
     "POLICY_NOTE",
     "SEED_NOTE",
     "seed_splits_note",
     "SMALL_MARK",
     "SMALL_SPLIT_EFFECT",
+    "VOLUME_MODEL_NOTE",
+    "architecture_notes",
     "ci_note",
     "class_counts",
     "counts_note",
@@ -345,7 +348,7 @@ def val_note(rows: list[dict[str, Any]], key: str = "method") -> list[str]:
 
 
 def quick_note() -> str:
-    """Note that the quick profile's stand-ins replaced the paper's EfficientNets.
+    """Note that the quick profile's stand-ins replaced the paper's architectures.
 
     Returns
     -------
@@ -353,5 +356,44 @@ def quick_note() -> str:
         The note, naming each stand-in.
     """
     pairs = ", ".join(f"{display_arch(k)} -> {v}" for k, v in QUICK_STAND_INS.items())
-    return ("Quick profile: the paper's EfficientNets are replaced by tiny timm stand-ins (" + pairs + ") on "
-            "small images; the numbers check the pipeline and do not reproduce the paper.")
+    return ("Quick profile: the paper's architectures are replaced by tiny stand-ins (" + pairs + "; timm test "
+            "models, the hybrid built the same way on the B7 stand-in, a tiny MONAI 3D ResNet) on small images; the "
+            "numbers check the pipeline and do not reproduce the paper.")
+
+
+#: What the 3D ResNet-50 row is and how its patient score is formed (Table 2's notes, when the row was run).
+VOLUME_MODEL_NOTE: Final = (
+    "3D ResNet-50: MONAI's 3D ResNet-50 (MedicalNet's configuration) trained on one volume per patient, its kept "
+    "portal-venous slices resampled along z to a fixed number of slices (volume_depth) and cropped like the slices; "
+    "its patient score is the model's probability of poor response for that volume (no top-k; n_slices counts "
+    "the cached slices the volume was built from)."
+)
+#: What the hybrid row is and how its patient score is formed (Table 2's notes, when the row was run).
+HYBRID_MODEL_NOTE: Final = (
+    "Hybrid Model (B7 + Transformer): the paper does not specify its hybrid; this is one reading: the EfficientNet-B7 "
+    "feature map as tokens (1x1 projection, learned positions) through Transformer blocks, their mean (global) "
+    "concatenated with the pooled CNN map (local) before the classifier (docs/training.md). A 2D slice model: its "
+    "patient score is the mean of the top-k slice probabilities, as for the CNNs."
+)
+
+
+def architecture_notes(method_ids: Iterable[str]) -> list[str]:
+    """Notes on the models of other kinds among ``method_ids``: the 3D ResNet-50 and the hybrid (none otherwise).
+
+    Parameters
+    ----------
+    method_ids : iterable of str
+        Method IDs of a table's run rows.
+
+    Returns
+    -------
+    list of str
+        :data:`VOLUME_MODEL_NOTE` and/or :data:`HYBRID_MODEL_NOTE`, for the architectures some method's chain holds.
+    """
+    archs = {arch for mid in method_ids for arch in method_from_id(mid).chain}
+    notes = []
+    if "resnet50_3d" in archs:
+        notes.append(VOLUME_MODEL_NOTE)
+    if "efficientnet_b7_transformer" in archs:
+        notes.append(HYBRID_MODEL_NOTE)
+    return notes

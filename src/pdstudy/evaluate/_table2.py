@@ -16,6 +16,7 @@ from pdstudy.evaluate._notes import (
     CLASS_NOTE,
     POLICY_NOTE,
     SEED_NOTE,
+    architecture_notes,
     ci_note,
     counts_note,
     quick_note,
@@ -37,14 +38,22 @@ from pdstudy.evaluate._scores import (
 )
 from pdstudy.stats import check_auc_ci, delong_test, holm
 
-__all__ = ["ANALYSIS_LABELS", "table2"]
+__all__ = ["ANALYSIS_LABELS", "OTHER_MODEL_COMPARATORS", "table2"]
 
 #: Values of Table 2's ``analysis`` column.
 ANALYSIS_LABELS: Final = {
     "family": "Holm family (the paper's row)",
     "alternative": "exploratory (alternative reading of the paper's row)",
     "exploratory": "exploratory (not a row of the paper's Table 2)",
+    "other_model": "exploratory (the paper's row, outside the Holm family)",
     "baseline": "comparator",
+}
+
+#: The paper's rows of other kinds of model (3D ResNet-50, CNN + Transformer hybrid) and their default comparator
+#: in the paired DeLong test: the B7 baseline. Exploratory: the Holm family holds the KD/PD rows only.
+OTHER_MODEL_COMPARATORS: Final = {
+    "baseline:resnet50_3d": "baseline:efficientnet_b7",
+    "baseline:efficientnet_b7_transformer": "baseline:efficientnet_b7",
 }
 _PAPER_VALUES: Final = ("paper_train_auc", "paper_test_auc", "paper_train_acc", "paper_train_sen",
                         "paper_train_spe", "paper_test_acc", "paper_test_sen", "paper_test_spe")
@@ -57,7 +66,7 @@ def _comparator(mid: str, baseline_for: Callable[[Method], str | None] | Mapping
     elif callable(baseline_for):
         comp = baseline_for(m)
     else:
-        comp = default_baseline(m)
+        comp = default_baseline(m) or OTHER_MODEL_COMPARATORS.get(mid)
     return comp or ""
 
 
@@ -92,7 +101,8 @@ def table2(
         Comparator of each method for the paired DeLong test: a function of :class:`pdstudy.core.methods.Method`
         returning a method ID (or None), or a mapping from method ID to comparator ID (methods not in
         it fall back to the default). Default :func:`default_baseline`: the baseline CNN of the
-        chain's final architecture; none for baselines.
+        chain's final architecture; none for baselines, except the 3D ResNet-50 and the hybrid, compared
+        with the B7 baseline (:data:`OTHER_MODEL_COMPARATORS`; exploratory, outside the Holm family).
     quick : bool, default False
         Add the note that quick-profile stand-ins replaced the paper's EfficientNets.
     include_paper : bool, default True
@@ -149,7 +159,8 @@ def table2(
         r["p_delong"] = float("nan")
         r["holm_family"] = mid in family
         r["analysis"] = (ANALYSIS_LABELS["family"] if mid in family else ANALYSIS_LABELS["alternative"]
-                         if mid in alternatives else ANALYSIS_LABELS["baseline"] if r["kind"] == "baseline"
+                         if mid in alternatives else ANALYSIS_LABELS["other_model"] if mid in OTHER_MODEL_COMPARATORS
+                         and comp else ANALYSIS_LABELS["baseline"] if r["kind"] == "baseline"
                          else ANALYSIS_LABELS["exploratory"])
         if not comp:
             continue
@@ -179,7 +190,10 @@ def table2(
         f"over a family fixed in advance, the paper's {HOLM_FAMILY_SIZE} KD/PD rows of Table 2 against their "
         f"baselines ({int(tested.sum())} of {HOLM_FAMILY_SIZE} tested in this run; an untested one counts as "
         "p = 1). Every other p (alternative reading, Fig. 6 chains, ablation cells, other chains) is "
-        "unadjusted and exploratory, marked in the 'Analysis' column. Baselines have no comparator (n/a).")
+        "unadjusted and exploratory, marked in the 'Analysis' column. Baselines have no comparator (n/a)"
+        + ("; the 3D ResNet-50 and the hybrid, other kinds of model than the CNNs, are compared with the "
+           "EfficientNet-B7 baseline (exploratory)." if any(mid in OTHER_MODEL_COMPARATORS for mid in results)
+           else "."))
     if missing_comparators:
         notes.append("No DeLong test (comparator not run): " + "; ".join(missing_comparators) + ".")
 
@@ -231,6 +245,7 @@ def table2(
     notes.extend(counts_note(out_rows))
     notes.extend(small_sample_notes(out_rows))
     notes.append(training_note(out_rows))
+    notes.extend(architecture_notes(results))
     if any(r.get("n_seeds", 1) > 1 for r in results.values()):
         notes.append(SEED_NOTE)
         notes.extend(seed_splits_note(df))

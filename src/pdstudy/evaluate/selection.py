@@ -2,7 +2,7 @@
 which threshold policy a figure can use.
 
 * :func:`select_predictions`: the prediction rows of some methods and seeds on the fixed split (or the
-  cross-validation folds), re-indexed; the read-and-filter step of notebooks 06-08.
+  cross-validation folds), re-indexed; the read-and-filter step of notebooks 06-10.
 * :func:`choose_on_validation`: among candidate methods, the final model with the highest AUC on the
   validation patients (:data:`VALIDATION_CHOICE_RULE`); test AUCs play no part.
 * :func:`preferred_policy`: ``youden_val`` when the validation patients allow it, else ``youden_test``.

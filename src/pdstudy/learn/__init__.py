@@ -1,5 +1,6 @@
-"""Everything that needs torch: models, losses, slice batches and augmentation, the training loop, devices and
-distributed training, distillation chains with their stage cache, and class activation maps."""
+"""Everything that needs torch: models (slice CNNs, the CNN + Transformer hybrid, the 3D ResNet), losses, slice and
+volume batches with augmentation, the training loop, devices and distributed training, distillation chains with
+their stage cache, and class activation maps."""
 
 from pdstudy.learn.cam import (
     CAM_METHODS,
@@ -7,6 +8,7 @@ from pdstudy.learn.cam import (
     COARSE_MAX_SIDE,
     coarse_message,
     compute_cam,
+    compute_volume_cam,
 )
 from pdstudy.learn.dataset import (
     IMAGENET_MEAN,
@@ -14,6 +16,7 @@ from pdstudy.learn.dataset import (
     AugmentConfig,
     SliceSet,
     augment_batch,
+    augment_volumes,
     centre_crop,
     check_crop,
     loader_settings,
@@ -52,6 +55,11 @@ from pdstudy.learn.distributed import (
     world,
     wrap_ddp,
 )
+from pdstudy.learn.hybrid import (
+    FUSIONS,
+    HYBRID_DEFAULTS,
+    CnnTransformer,
+)
 from pdstudy.learn.losses import (
     distillation_loss,
     label_smoothing_ce,
@@ -59,6 +67,7 @@ from pdstudy.learn.losses import (
 )
 from pdstudy.learn.models import (
     ALIASES,
+    ARCHITECTURE_KINDS,
     NOISE_CAPABILITIES,
     PAPER_ARCHITECTURES,
     QUICK_ARCHITECTURES,
@@ -69,9 +78,15 @@ from pdstudy.learn.models import (
     count_parameters,
     get_architecture,
     gradcam_target_layer,
+    is_volumetric,
     local_weights_file,
     model_noise,
     weights_file_sha256,
+)
+from pdstudy.learn.resnet3d import (
+    MEDICALNET_HUB,
+    VolumeResNet,
+    medicalnet_state_dict,
 )
 from pdstudy.learn.train import (
     OPTIMIZERS,
@@ -90,18 +105,27 @@ from pdstudy.learn.train import (
     train_model,
     train_step,
 )
+from pdstudy.learn.volumes import (
+    VolumeSet,
+    resample_depth,
+)
 
 __all__ = [
     "ALIASES",
+    "ARCHITECTURE_KINDS",
     "Architecture",
     "AugmentConfig",
     "CAM_METHODS",
     "CAM_TARGETS",
     "COARSE_MAX_SIDE",
     "ChainResult",
+    "CnnTransformer",
     "Context",
+    "FUSIONS",
+    "HYBRID_DEFAULTS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "MEDICALNET_HUB",
     "ModelSettings",
     "NOISE_CAPABILITIES",
     "OPTIMIZERS",
@@ -116,8 +140,11 @@ __all__ = [
     "TRAINING_CODE_VERSION",
     "TrainConfig",
     "TrainOutcome",
+    "VolumeResNet",
+    "VolumeSet",
     "World",
     "augment_batch",
+    "augment_volumes",
     "available_architectures",
     "backend_for",
     "barrier",
@@ -127,6 +154,7 @@ __all__ = [
     "check_crop",
     "coarse_message",
     "compute_cam",
+    "compute_volume_cam",
     "count_parameters",
     "distillation_loss",
     "get_architecture",
@@ -134,17 +162,20 @@ __all__ = [
     "gradcam_target_layer",
     "init_from_env",
     "input_norm",
+    "is_volumetric",
     "label_smoothing_ce",
     "load_checkpoint",
     "loader_settings",
     "local_weights_file",
     "lr_at",
     "make_optimizer",
+    "medicalnet_state_dict",
     "model_noise",
     "parse_chain",
     "patient_scores",
     "predict_slices",
     "requested_world_size",
+    "resample_depth",
     "resolve_device",
     "run_method",
     "run_stage",

@@ -11,7 +11,7 @@ Maps as coarse as 2x2 are flagged ``too_coarse``. Scores against the tumour mask
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -24,7 +24,7 @@ from torch import nn
 
 from pdstudy.core.methods import CAM_METHOD_LABELS
 from pdstudy.learn.dataset import centre_crop, to_model_input
-from pdstudy.learn.models import gradcam_target_layer
+from pdstudy.learn.models import gradcam_target_layer, is_volumetric
 from pdstudy.learn.train import input_norm
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "COARSE_MAX_SIDE",
     "coarse_message",
     "compute_cam",
+    "compute_volume_cam",
 ]
 
 #: What a CAM explains, per slice: the class the model predicts (default) or the patient's true class.
@@ -145,10 +146,21 @@ def compute_cam(
         raise ValueError(f"unknown CAM method {method!r}; valid choices: {', '.join(CAM_METHODS)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if is_volumetric(arch_name):
+        raise ValueError(f"{arch_name} is a volume model: use compute_volume_cam on its volumes, not slices")
     layer = gradcam_target_layer(model, arch_name)
     images = _as_uint8_slices(images_uint8)
     true_labels = _check_target(target, labels, len(images))
     _model_input(model, images[:1], crop_size)  # fail early on a bad crop, before touching the model
+    return _run_cams(model, arch_name, layer, lambda i, j: _model_input(model, images[i:j], crop_size), len(images),
+                     method=method, target=target, true_labels=true_labels, batch_size=batch_size,
+                     crop_size=crop_size)
+
+
+def _run_cams(model: nn.Module, arch_name: str, layer: nn.Module, batch_input: Callable[[int, int], torch.Tensor],
+              n: int, *, method: str, target: str | int, true_labels: np.ndarray | None, batch_size: int,
+              crop_size: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """CAMs of inputs ``batch_input(i, j)`` (items ``i:j`` of ``n``), model state restored; see :func:`compute_cam`."""
     params = list(model.parameters())
     saved = [(p.requires_grad, p.grad) for p in params]
     was_training = model.training
@@ -165,8 +177,8 @@ def compute_cam(
             p.requires_grad_(False)
         with torch.enable_grad(), CAM_METHODS[method](model=model, target_layers=[layer]) as cam:
             device = next(model.parameters()).device
-            for i in range(0, len(images), batch_size):
-                x = _model_input(model, images[i:i + batch_size], crop_size).to(device).requires_grad_(True)
+            for i in range(0, n, batch_size):
+                x = batch_input(i, i + batch_size).to(device).requires_grad_(True)
                 with torch.no_grad():
                     logits = model(x)
                 if target == "predicted":
@@ -193,7 +205,7 @@ def compute_cam(
     layer_name = _module_name(model, layer)
     if message:
         warnings.warn(f"{message} ({CAM_METHOD_LABELS[method]} at {layer_name} of {arch_name}, {crop_size} px crop: "
-                      f"each cell covers {crop_size / height:.0f} px)", RuntimeWarning, stacklevel=2)
+                      f"each cell covers {crop_size / height:.0f} px)", RuntimeWarning, stacklevel=3)
     info: dict[str, Any] = {
         "method": method,
         "arch": arch_name,
@@ -202,7 +214,7 @@ def compute_cam(
         "targets": np.concatenate(explained),
         "target_layer": layer_name,
         "crop_size": crop_size,
-        "feature_map_size": (int(height), int(width)),
+        "feature_map_size": tuple(int(v) for v in shapes[-1][2:]),
         "cell_px": crop_size / height,
         "too_coarse": message is not None,
         "message": message,
@@ -211,6 +223,68 @@ def compute_cam(
                         if method == "eigencam" else None),
     }
     return np.clip(np.concatenate(cams).astype(np.float32), 0.0, 1.0), info
+
+
+def compute_volume_cam(
+    model: nn.Module,
+    arch_name: str,
+    volumes: np.ndarray | torch.Tensor,
+    *,
+    crop_size: int,
+    method: str = "gradcam",
+    target: str | int = "predicted",
+    labels: Sequence[int] | np.ndarray | None = None,
+    batch_size: int = 1,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Class activation maps of a volume model for patient volumes: one 3D map per volume.
+
+    pytorch-grad-cam handles ``Conv3d`` maps: the map at the target layer (``(d, h, w)`` cells) is
+    upsampled (``scipy.ndimage.zoom``) to the volume's depth and the crop, so slice ``j`` of a map is
+    aligned with slice ``j`` of the centre-cropped volume (e.g. its middle slice for Fig. 5).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A volume model from :func:`pdstudy.learn.models.build_model` (``kind == "volume"``); run in eval
+        mode, its state restored as in :func:`compute_cam`.
+    arch_name : str
+        The architecture it was built with.
+    volumes : ndarray or Tensor
+        ``(B, D, S, S)`` float in [0, 1] (:meth:`pdstudy.learn.volumes.VolumeSet.volume`) or uint8.
+    crop_size : int
+        Centre crop of each slice fed to the model (the run's evaluation crop).
+    method, target, labels :
+        As :func:`compute_cam`; ``labels`` (with ``target="true"``) has one class per volume.
+    batch_size : int
+        Volumes per forward/backward pass.
+
+    Returns
+    -------
+    cams : ndarray
+        ``(B, D, crop_size, crop_size)`` float32 in [0, 1].
+    info : dict
+        As :func:`compute_cam`'s; ``feature_map_size`` is ``(d, h, w)``.
+    """
+    if method not in CAM_METHODS:
+        raise ValueError(f"unknown CAM method {method!r}; valid choices: {', '.join(CAM_METHODS)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not is_volumetric(arch_name):
+        raise ValueError(f"{arch_name} is a slice model: use compute_cam on its slices")
+    layer = gradcam_target_layer(model, arch_name)
+    arr = volumes.detach().cpu().numpy() if isinstance(volumes, torch.Tensor) else np.asarray(volumes)
+    if arr.ndim != 4 or not len(arr) or not (arr.dtype == np.uint8 or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"volumes must be (B, D, S, S) float in [0, 1] or uint8 with B >= 1, got {arr.dtype} "
+                         f"{arr.shape}")
+    x_all = torch.from_numpy(arr.astype(np.float32) / (255.0 if arr.dtype == np.uint8 else 1.0)).unsqueeze(1)
+    true_labels = _check_target(target, labels, len(arr))
+    centre_crop(x_all[:1], crop_size)  # fail early on a bad crop
+
+    def batch_input(i: int, j: int) -> torch.Tensor:
+        return to_model_input(centre_crop(x_all[i:j], crop_size), *input_norm(model))
+
+    return _run_cams(model, arch_name, layer, batch_input, len(arr), method=method, target=target,
+                     true_labels=true_labels, batch_size=batch_size, crop_size=crop_size)
 
 
 # --------------------------------------------------------------------------- localisation

@@ -78,6 +78,15 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
     is augmented exactly as it would be in one process.
     """
     b, _, h, w = x.shape
+    params = _draw_augmentation(b, h, w, cfg, generator, batch=batch, offset=offset)
+    if b == 0:
+        return x.new_zeros((0, 1, cfg.crop_size, cfg.crop_size))
+    return _warp_and_crop(x, params, cfg.crop_size)
+
+
+def _draw_augmentation(b: int, h: int, w: int, cfg: AugmentConfig, generator: torch.Generator, *,
+                       batch: int | None, offset: int) -> tuple[torch.Tensor, ...]:
+    """Rotation, zoom, shifts, flip and crop corner of images ``[offset, offset + b)`` of a batch of ``batch``."""
     n = b if batch is None else batch
     if offset < 0 or offset + b > n:
         raise ValueError(f"shard [{offset}, {offset + b}) does not fit in a batch of {n}")
@@ -93,11 +102,17 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
     flip = torch.where(torch.rand(n, generator=generator) < cfg.hflip, -1.0, 1.0)
     top = torch.randint(0, h - c + 1, (n,), generator=generator)
     left = torch.randint(0, w - c + 1, (n,), generator=generator)
-    if b == 0:
-        return x.new_zeros((0, 1, c, c))
+    params = (angle, zoom, tx, ty, flip, top, left)
     if n != b:
         keep = slice(offset, offset + b)
-        angle, zoom, tx, ty, flip, top, left = (t[keep] for t in (angle, zoom, tx, ty, flip, top, left))
+        params = tuple(t[keep] for t in params)
+    return params
+
+
+def _warp_and_crop(x: torch.Tensor, params: tuple[torch.Tensor, ...], c: int) -> torch.Tensor:
+    """Apply one drawn transform per image of ``(B, 1, H, W)``, then crop each at its corner to ``c`` x ``c``."""
+    angle, zoom, tx, ty, flip, top, left = params
+    b = x.shape[0]
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
@@ -108,8 +123,28 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
     return x[:, 0][idx, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
 
 
+def augment_volumes(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator, *,
+                    batch: int | None = None, offset: int = 0) -> torch.Tensor:
+    """Augment volumes ``(B, 1, D, H, W)`` in [0, 1]: one flip, rotation, zoom, shift and crop per volume.
+
+    Every slice of a volume gets its volume's transform (drawn as :func:`augment_batch` draws one
+    image's), so the volume stays aligned along z; nothing is drawn along z. ``batch`` and ``offset``
+    as in :func:`augment_batch` (a shard of a global batch of volumes).
+    """
+    if x.ndim != 5 or x.shape[1] != 1:
+        raise ValueError(f"volumes must have shape (B, 1, D, H, W), got {tuple(x.shape)}")
+    b, _, d, h, w = x.shape
+    params = _draw_augmentation(b, h, w, cfg, generator, batch=batch, offset=offset)
+    c = cfg.crop_size
+    if b == 0 or d == 0:
+        return x.new_zeros((b, 1, d, c, c))
+    per_slice = tuple(t.repeat_interleave(d) for t in params)
+    out = _warp_and_crop(x.reshape(b * d, 1, h, w), per_slice, c)
+    return out.reshape(b, 1, d, c, c)
+
+
 def centre_crop(x: torch.Tensor, crop_size: int) -> torch.Tensor:
-    """Centre crop ``(B, C, H, W)`` to ``crop_size`` (evaluation: no augmentation)."""
+    """Centre crop the last two axes (``(B, C, H, W)`` or volumes ``(B, C, D, H, W)``) to ``crop_size``."""
     h, w = x.shape[-2:]
     check_crop(min(h, w), crop_size)
     top, left = (h - crop_size) // 2, (w - crop_size) // 2
@@ -121,12 +156,14 @@ def to_model_input(
 ) -> torch.Tensor:
     """Grey ``(B, 1, H, W)`` in [0, 1] -> ``(B, len(mean), H, W)`` normalised as the model's weights expect.
 
-    The slice is replicated to every channel, so ImageNet weights apply unchanged.
+    The slice is replicated to every channel, so ImageNet weights apply unchanged. Volumes
+    ``(B, 1, D, H, W)`` are normalised the same way along their channel axis.
     """
     channels = len(mean)
-    x = x.expand(-1, channels, -1, -1) if channels > 1 else x
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    x = x.expand(-1, channels, *x.shape[2:]) if channels > 1 else x
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(shape)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(shape)
     return (x - m) / s
 
 

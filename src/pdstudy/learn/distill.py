@@ -32,6 +32,7 @@ from pdstudy.learn.train import (
     save_checkpoint,
     train_model,
 )
+from pdstudy.learn.volumes import VolumeSet
 from pdstudy.stats import roc_auc
 
 #: Version of the training code's results, part of every stage key (:func:`stage_key`). Bump it whenever
@@ -42,12 +43,18 @@ TRAINING_CODE_VERSION: Final = "1"
 
 
 def parse_chain(chain: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """``"a>b>c"`` or a list -> tuple of architecture names (validated)."""
+    """``"a>b>c"`` or a list -> tuple of architecture names (validated).
+
+    A chain is all slice models or all volume models: a teacher scores the student's own inputs.
+    """
     parts = tuple(p.strip() for p in (chain.split(">") if isinstance(chain, str) else chain))
     if not parts or any(not p for p in parts):
         raise ValueError(f"chain {chain!r} must name architectures separated by '>'")
-    for p in parts:
-        get_architecture(p)  # raises with the valid choices
+    kinds = {p: get_architecture(p).kind == "volume" for p in parts}  # raises with the valid choices
+    if len(set(kinds.values())) > 1:
+        volumes = [p for p, v in kinds.items() if v]
+        raise ValueError(f"chain {chain!r} mixes volume models ({', '.join(volumes)}) with slice models; a chain's "
+                         "teacher and students must take the same inputs")
     return parts
 
 
@@ -67,6 +74,12 @@ class ModelSettings:
         Build the quick-profile stand-in of each paper architecture (tiny timm test models).
     drop_rate, drop_path_rate : float
         Students' model noise in PD (0 for teachers and KD students).
+    volume_depth : int
+        Slices per patient volume for volume models (:class:`pdstudy.learn.volumes.VolumeSet`); part of
+        their stage keys only.
+    hybrid_depth : int, optional
+        Transformer blocks of the CNN + Transformer hybrid (None: the architecture table's default: 4 for
+        the paper's hybrid, 1 for its quick stand-in); part of the hybrids' stage keys only.
     """
 
     pretrained: bool | str = False
@@ -74,6 +87,16 @@ class ModelSettings:
     stand_ins: bool = False
     drop_rate: float = 0.2
     drop_path_rate: float = 0.2
+    volume_depth: int = 16
+    hybrid_depth: int | None = None
+
+    def __post_init__(self) -> None:
+        checks = {"volume_depth": self.volume_depth}
+        if self.hybrid_depth is not None:
+            checks["hybrid_depth"] = self.hybrid_depth
+        for name, value in checks.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
     def built_arch(self, name: str) -> str:
         """The architecture actually built for a study name."""
@@ -87,11 +110,22 @@ class ModelSettings:
         """The local weights file :meth:`build` loads for a study name (None: none in ``weights_dir``)."""
         return local_weights_file(self.weights_dir, self.built_arch(name))
 
+    def model_overrides(self, name: str) -> dict[str, Any]:
+        """Overrides of the built architecture's ``model_kwargs`` (the hybrid's ``hybrid_depth``; else none)."""
+        if self.hybrid_depth is not None and get_architecture(self.built_arch(name)).kind == "hybrid":
+            return {"depth": self.hybrid_depth}
+        return {}
+
+    def volumetric(self, name: str) -> bool:
+        """Whether the architecture built for ``name`` takes one volume per patient."""
+        return get_architecture(self.built_arch(name)).kind == "volume"
+
     def build(self, name: str, *, noisy: bool) -> torch.nn.Module:
         arch = self.built_arch(name)
         return build_model(arch, pretrained=self.pretrained, weights_path=self.weights_file(name),  # type: ignore[arg-type]
                            drop_rate=self.drop_rate if noisy else 0.0,
-                           drop_path_rate=self.drop_path_rate if noisy else 0.0)
+                           drop_path_rate=self.drop_path_rate if noisy else 0.0,
+                           model_kwargs=self.model_overrides(name) or None)
 
 
 @dataclass
@@ -134,15 +168,30 @@ class Context:
     def subset(self, *splits: str) -> SliceSet:
         return SliceSet(self.prepared, self.patients[self.patients["split"].isin(splits)])
 
+    def data(self, arch: str, *splits: str) -> SliceSet | VolumeSet:
+        """The patients of ``splits`` as ``arch`` takes them: slices, or one volume each (volume models)."""
+        if self.settings.volumetric(arch):
+            return VolumeSet(self.prepared, self.patients[self.patients["split"].isin(splits)],
+                             self.settings.volume_depth)
+        return self.subset(*splits)
+
 
 def stage_key(ctx: Context, arch: str, *, noisy: bool, upstream_sha: str | None) -> str:
-    """The stage-cache key (what it covers: docs/training.md, "The stage cache")."""
+    """The stage-cache key (what it covers: docs/training.md, "The stage cache").
+
+    Slice CNNs are keyed as before the hybrid and volume models existed; a hybrid's ``model_kwargs``
+    include ``hybrid_depth``, and a volume model's key adds ``volume_depth``.
+    """
     train_ids = ctx.patients.loc[ctx.patients["split"] == "train", "patient_id"]
     val_ids = ctx.patients.loc[ctx.patients["split"] == "val", "patient_id"]
     built = get_architecture(ctx.settings.built_arch(arch))
+    extra: dict[str, Any] = {}
+    if built.kind == "volume":
+        extra["volume_depth"] = ctx.settings.volume_depth
     return stable_hash({
+        **extra,
         "arch": arch, "built": ctx.settings.built_arch(arch), "pretrained": str(ctx.settings.pretrained),
-        "model": {"tag": built.timm_tag, "kwargs": dict(built.model_kwargs)},
+        "model": {"tag": built.timm_tag, "kwargs": {**built.model_kwargs, **ctx.settings.model_overrides(arch)}},
         "weights": _weights_identity(ctx.settings, arch), "code": TRAINING_CODE_VERSION,
         "noise": [ctx.settings.drop_rate, ctx.settings.drop_path_rate] if noisy else [0.0, 0.0],
         "train": ctx.train_cfg.to_dict() if upstream_sha else
@@ -176,15 +225,15 @@ def run_stage(ctx: Context, arch: str, *, noisy: bool, teacher: StageResult | No
         torch.manual_seed(derive_seed(ctx.seed, "init", key))
         model = ctx.settings.build(arch, noisy=noisy)
     teacher_model = teacher.load_model(ctx.settings) if teacher else None
-    train_set = ctx.subset("train")
-    val_set = ctx.subset("val") if (ctx.patients["split"] == "val").any() else None
+    train_set = ctx.data(arch, "train")
+    val_set = ctx.data(arch, "val") if (ctx.patients["split"] == "val").any() else None
     outcome = train_model(model, train_set, ctx.train_cfg, seed=ctx.seed, ckpt_dir=folder / "checkpoints",
                           teacher=teacher_model, val_set=val_set, top_k=ctx.top_k, progress=ctx.progress,
                           desc=desc)
     if not distributed.world().main:  # rank 0 scores every patient once and writes the stage
         distributed.barrier()
         return _cached_stage(key, folder)
-    everyone = ctx.subset("train", "val", "test")
+    everyone = ctx.data(arch, "train", "val", "test")
     probs = predict_slices(outcome.model, everyone, ctx.train_cfg)
     write_csv(folder / "slice_probs.csv", pd.DataFrame({
         "row": list(probs), "patient_id": [_row_patient(ctx.prepared, r) for r in probs], "prob": list(probs.values()),
@@ -241,11 +290,12 @@ def run_method(ctx: Context, method: Method) -> ChainResult:
 def stage_predictions(ctx: Context, stage: StageResult, method: Method, index: int) -> pd.DataFrame:
     """Patient-level predictions of one stage in the documented prediction schema.
 
-    ``score`` is the mean of the patient's top ``ctx.top_k`` slice probabilities; ``n_slices`` is the
-    number of the patient's slices in the slice cache (its rows of ``ctx.prepared.index``), so a reader
-    sees when ``score`` averages fewer than ``top_k`` slices.
+    ``score`` is the mean of the patient's top ``ctx.top_k`` slice probabilities (a volume model's: the
+    probability of the patient's volume, no top-k); ``n_slices`` is the number of the patient's slices in
+    the slice cache (its rows of ``ctx.prepared.index``; for a volume model, the slices its volume was
+    resampled from), so a reader sees when ``score`` averages fewer than ``top_k`` slices.
     """
-    everyone = ctx.subset("train", "val", "test")
+    everyone = ctx.data(stage.meta["arch"], "train", "val", "test")
     scores = patient_scores(everyone, stage.slice_probs, k=ctx.top_k)
     pts = ctx.patients.set_index("patient_id").loc[scores.index]
     return pd.DataFrame({

@@ -1,9 +1,11 @@
-"""Classifiers of the study: timm CNNs by registry name, with model noise and local weights.
+"""Classifiers of the study: timm CNNs by registry name, the CNN + Transformer hybrid and the 3D ResNet.
 
-:func:`build_model` creates a study architecture (:data:`PAPER_ARCHITECTURES`, the Table 2 CNNs, or
+:func:`build_model` creates a study architecture (:data:`PAPER_ARCHITECTURES`, the Table 2 models, or
 :data:`QUICK_ARCHITECTURES`, the quick profile's stand-ins) with dropout and stochastic depth
-(:data:`NOISE_CAPABILITIES`) and ImageNet or local weights. Tables, choices and caveats:
-docs/training.md, "Models by registry name".
+(:data:`NOISE_CAPABILITIES`) and ImageNet or local weights. An architecture's ``kind`` says what it is:
+a timm CNN (``"cnn"``), a timm CNN with Transformer blocks (``"hybrid"``, :mod:`pdstudy.learn.hybrid`)
+or a MONAI 3D ResNet on one volume per patient (``"volume"``, :mod:`pdstudy.learn.resnet3d`). Tables,
+choices and caveats: docs/training.md, "Models by registry name".
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import math
 import re
 import warnings
 from collections.abc import Iterator, Mapping
@@ -22,14 +25,18 @@ from typing import Final, Literal
 
 import timm
 from huggingface_hub import constants as hf_constants
+from huggingface_hub import hf_hub_download
 from timm.layers import DropPath
 from torch import nn
 
 from pdstudy.core.hashing import sha256_file
 from pdstudy.core.methods import ARCH_ALIASES, QUICK_STAND_INS
+from pdstudy.learn.hybrid import HYBRID_DEFAULTS, CnnTransformer
+from pdstudy.learn.resnet3d import MEDICALNET_HUB, VolumeResNet, build_volume_backbone, load_backbone_weights
 
 __all__ = [
     "ALIASES",
+    "ARCHITECTURE_KINDS",
     "NOISE_CAPABILITIES",
     "PAPER_ARCHITECTURES",
     "QUICK_ARCHITECTURES",
@@ -40,10 +47,15 @@ __all__ = [
     "count_parameters",
     "get_architecture",
     "gradcam_target_layer",
+    "is_volumetric",
     "local_weights_file",
     "model_noise",
     "weights_file_sha256",
 ]
+
+
+#: What an architecture is: a timm CNN on slices, a timm CNN with Transformer blocks on slices, a 3D CNN on volumes.
+ARCHITECTURE_KINDS: Final = ("cnn", "hybrid", "volume")
 
 
 @dataclass(frozen=True)
@@ -53,9 +65,11 @@ class Architecture:
     Attributes
     ----------
     timm_tag : str
-        timm model name with pretrained tag, e.g. ``"resnet50.tv_in1k"``.
+        timm model name with pretrained tag, e.g. ``"resnet50.tv_in1k"``; for a hybrid, its CNN's tag
+        (whose ImageNet weights it starts from); empty for a volume model (not a timm model).
     family : str
-        timm module defining the model, a key of :data:`NOISE_CAPABILITIES`.
+        timm module defining the model (``"hybrid"`` and ``"resnet3d"`` for the models of
+        :mod:`pdstudy.learn.hybrid` and :mod:`pdstudy.learn.resnet3d`), a key of :data:`NOISE_CAPABILITIES`.
     input_size : int
         Side of the square input the study trains at (paper: 224 crops; quick: CPU smoke size).
     native_input_size : int
@@ -65,7 +79,15 @@ class Architecture:
     stands_in_for : str or None
         For quick-profile models, the paper architecture they replace.
     model_kwargs : Mapping
-        Extra keyword arguments for ``timm.create_model`` (e.g. ``output_stride``).
+        Extra keyword arguments for ``timm.create_model`` (e.g. ``output_stride``); for a hybrid, the
+        Transformer part's (:class:`pdstudy.learn.hybrid.CnnTransformer`); for a volume model, MONAI's
+        ``ResNet`` (:func:`pdstudy.learn.resnet3d.build_volume_backbone`).
+    kind : str
+        One of :data:`ARCHITECTURE_KINDS`.
+    backbone : str or None
+        For a hybrid, the architecture (a ``"cnn"`` row) of its CNN.
+    weights_name : str or None
+        Stem of its local weights file in a ``weights_dir`` when it has no timm tag (volume models).
     """
 
     timm_tag: str
@@ -75,11 +97,19 @@ class Architecture:
     notes: str = ""
     stands_in_for: str | None = None
     model_kwargs: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    kind: str = "cnn"
+    backbone: str | None = None
+    weights_name: str | None = None
 
     @property
     def timm_name(self) -> str:
         """timm registry name without the pretrained tag."""
         return self.timm_tag.partition(".")[0]
+
+    @property
+    def weights_stem(self) -> str:
+        """File name, without suffix, of its local weights in a ``weights_dir``: ``weights_name`` or the timm tag."""
+        return self.weights_name or self.timm_tag
 
 
 _TV = "torchvision weights as re-hosted by timm (what torchvision's pretrained=True gave)"
@@ -118,6 +148,32 @@ PAPER_ARCHITECTURES: Final[Mapping[str, Architecture]] = MappingProxyType(
         "efficientnet_b0": Architecture("tf_efficientnet_b0.aa_in1k", "efficientnet", 224, 224, _TF_EFFNET),
         "efficientnet_b3": Architecture("tf_efficientnet_b3.aa_in1k", "efficientnet", 224, 300, _TF_EFFNET),
         "efficientnet_b7": Architecture("tf_efficientnet_b7.aa_in1k", "efficientnet", 224, 600, _TF_EFFNET),
+        "efficientnet_b7_transformer": Architecture(
+            "tf_efficientnet_b7.aa_in1k",
+            "hybrid",
+            224,
+            600,
+            "the paper's 'Hybrid Model', unspecified there: EfficientNet-B7 (its ImageNet weights) feature map -> "
+            "1x1 projection to tokens + learned positions -> timm ViT blocks -> mean token fused with the pooled "
+            "CNN map; Transformer depth, width, heads and fusion are choices (docs/training.md)",
+            kind="hybrid",
+            backbone="efficientnet_b7",
+            model_kwargs=MappingProxyType(dict(HYBRID_DEFAULTS)),
+        ),
+        "resnet50_3d": Architecture(
+            "",
+            "resnet3d",
+            224,
+            224,
+            "MONAI's 3D ResNet-50 (monai.networks.nets.resnet50's configuration, MedicalNet's shortcut B and "
+            "stride-2 first convolution) on one volume per patient; pretrained 3D weights: MedicalNet, from "
+            "weights_dir/resnet50_3d.pth or the hub",
+            kind="volume",
+            weights_name="resnet50_3d",
+            model_kwargs=MappingProxyType({"block": "bottleneck", "layers": (3, 4, 6, 3),
+                                           "block_inplanes": (64, 128, 256, 512), "shortcut_type": "B",
+                                           "bias_downsample": False, "conv1_t_stride": 2}),
+        ),
     }
 )
 
@@ -153,6 +209,32 @@ QUICK_ARCHITECTURES: Final[Mapping[str, Architecture]] = MappingProxyType(
             stands_in_for=_STANDS_IN_FOR["test_resnet"],
             model_kwargs=MappingProxyType({"output_stride": 16}),
         ),
+        "test_resnet_transformer": Architecture(
+            "test_resnet.r160_in1k",
+            "hybrid",
+            64,
+            160,
+            "the hybrid built the same way on test_resnet (the B7 stand-in) with one small Transformer block "
+            "(width 32, 2 heads)",
+            stands_in_for=_STANDS_IN_FOR["test_resnet_transformer"],
+            kind="hybrid",
+            backbone="test_resnet",
+            model_kwargs=MappingProxyType({"depth": 1, "embed_dim": 32, "num_heads": 2, "mlp_ratio": 2.0,
+                                           "fusion": "concat"}),
+        ),
+        "test_resnet3d": Architecture(
+            "",
+            "resnet3d",
+            64,
+            64,
+            "a tiny MONAI 3D ResNet (basic blocks, one per stage, widths 8-64), built like resnet50_3d; no "
+            "pretrained weights exist for it",
+            stands_in_for=_STANDS_IN_FOR["test_resnet3d"],
+            kind="volume",
+            weights_name="test_resnet3d",
+            model_kwargs=MappingProxyType({"block": "basic", "layers": (1, 1, 1, 1), "block_inplanes": (8, 16, 32, 64),
+                                           "shortcut_type": "B", "bias_downsample": False, "conv1_t_stride": 2}),
+        ),
     }
 )
 
@@ -169,6 +251,11 @@ NOISE_CAPABILITIES: Final[Mapping[str, Mapping[str, bool]]] = MappingProxyType(
         "convnext": MappingProxyType({"drop_rate": True, "drop_path_rate": True}),
         "densenet": MappingProxyType({"drop_rate": True, "drop_path_rate": False}),
         "vgg": MappingProxyType({"drop_rate": True, "drop_path_rate": False}),
+        # dropout before the classifier; stochastic depth in the Transformer blocks and in the CNN (when its
+        # family has it)
+        "hybrid": MappingProxyType({"drop_rate": True, "drop_path_rate": True}),
+        # dropout before the classifier; MONAI's ResNet has no stochastic depth
+        "resnet3d": MappingProxyType({"drop_rate": True, "drop_path_rate": False}),
     }
 )
 
@@ -213,10 +300,11 @@ def local_weights_file(weights_dir: str | Path | None, name: str) -> Path | None
     ----------
     weights_dir : str or Path or None
         Folder of local weight files named ``<timm tag>.safetensors`` (or ``.pth``, ``.pt``, looked
-        for in that order); None or ``""``: no folder.
+        for in that order); None or ``""``: no folder. A hybrid loads its CNN's file (the CNN's timm
+        tag); a volume model its ``weights_name`` (``resnet50_3d.pth``: MedicalNet's ResNet-50).
     name : str
         Architecture actually built (a key of :data:`PAPER_ARCHITECTURES` or :data:`QUICK_ARCHITECTURES`,
-        or an alias); its table row gives the timm tag.
+        or an alias); its table row gives the file name (:attr:`Architecture.weights_stem`).
 
     Returns
     -------
@@ -224,7 +312,7 @@ def local_weights_file(weights_dir: str | Path | None, name: str) -> Path | None
         The first existing file, or None when ``weights_dir`` is unset or holds none for this tag (the
         model is then built as ``pretrained`` says).
     """
-    tag = get_architecture(name).timm_tag
+    tag = get_architecture(name).weights_stem
     if weights_dir is None or str(weights_dir) == "":
         return None
     if not isinstance(weights_dir, (str, Path)):
@@ -395,7 +483,8 @@ def build_model(
     weights_path: str | Path | None = None,
     drop_rate: float = 0.0,
     drop_path_rate: float = 0.0,
-    in_chans: int = 3,
+    in_chans: int | None = None,
+    model_kwargs: Mapping[str, object] | None = None,
 ) -> nn.Module:
     """Create a study classifier by name.
 
@@ -421,23 +510,46 @@ def build_model(
         Dropout rate, in [0, 1).
     drop_path_rate : float
         Stochastic depth rate, in [0, 1); ``ValueError`` for families without it (see :data:`NOISE_CAPABILITIES`).
-    in_chans : int
-        Input channels; 3 for slices replicated by the data pipeline. Pretrained first convolutions are adapted.
+    in_chans : int, optional
+        Input channels; default 3 for slice models (slices replicated by the data pipeline; pretrained
+        first convolutions are adapted to other counts) and 1 for volume models (the only count they take).
+    model_kwargs : mapping, optional
+        Overrides of the table row's ``model_kwargs`` (e.g. ``{"depth": 2}`` for a hybrid's Transformer).
 
     Returns
     -------
     torch.nn.Module
-        The timm model; ``model.pretrained_cfg`` holds the input normalisation of its weights.
+        The model; ``model.pretrained_cfg`` holds the input normalisation of its weights. Slice models
+        take ``(B, 3, H, W)``, volume models ``(B, 1, D, H, W)``.
+
+    Notes
+    -----
+    A hybrid (``kind == "hybrid"``) builds its CNN through this function (ImageNet weights, local file,
+    ``pretrained`` as above, the CNN's stochastic depth) and adds the Transformer part
+    (:class:`pdstudy.learn.hybrid.CnnTransformer`). A volume model (``kind == "volume"``) is a MONAI 3D
+    ResNet (:class:`pdstudy.learn.resnet3d.VolumeResNet`); ``weights_path`` takes MedicalNet's layout and
+    ``pretrained=True`` fetches MedicalNet's ResNet-50 from the Hugging Face hub (cache first).
     """
     arch = get_architecture(name)
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    if in_chans < 1:
+    if in_chans is not None and in_chans < 1:
         raise ValueError(f"in_chans must be >= 1, got {in_chans}")
     if pretrained not in (False, True, "auto"):
         raise ValueError(f"pretrained must be False, True or 'auto', got {pretrained!r}")
+    overrides = dict(model_kwargs or {})
+    if arch.kind == "hybrid":
+        return _build_hybrid(name, arch, num_classes=num_classes, pretrained=pretrained, weights_path=weights_path,
+                             drop_rate=drop_rate, drop_path_rate=drop_path_rate, in_chans=3 if in_chans is None
+                             else in_chans, overrides=overrides)
+    if arch.kind == "volume":
+        return _build_volume(name, arch, num_classes=num_classes, pretrained=pretrained, weights_path=weights_path,
+                             drop_rate=drop_rate, drop_path_rate=drop_path_rate, in_chans=1 if in_chans is None
+                             else in_chans, overrides=overrides)
+    in_chans = 3 if in_chans is None else in_chans
     kwargs = {
         **arch.model_kwargs,
+        **overrides,
         "num_classes": num_classes,
         "in_chans": in_chans,
         **_noise_kwargs(name, arch.family, drop_rate, drop_path_rate),
@@ -456,6 +568,71 @@ def build_model(
         raise PretrainedWeightsUnavailableError(message) from exc
 
 
+def _build_hybrid(name: str, arch: Architecture, *, num_classes: int, pretrained: bool | str,
+                  weights_path: str | Path | None, drop_rate: float, drop_path_rate: float, in_chans: int,
+                  overrides: dict[str, object]) -> nn.Module:
+    """The CNN of ``arch.backbone`` (weights as :func:`build_model` loads them) with the Transformer part on top."""
+    _noise_kwargs(name, arch.family, drop_rate, drop_path_rate)  # range checks
+    cnn_arch = get_architecture(str(arch.backbone))
+    cnn_drop_path = drop_path_rate if NOISE_CAPABILITIES[cnn_arch.family]["drop_path_rate"] else 0.0
+    cnn = build_model(str(arch.backbone), num_classes=num_classes, pretrained=pretrained,  # type: ignore[arg-type]
+                      weights_path=weights_path, drop_path_rate=cnn_drop_path, in_chans=in_chans)
+    cnn.reset_classifier(0)  # the hybrid has its own classifier
+    grid = math.ceil(arch.input_size / int(cnn.feature_info[-1]["reduction"]))
+    unknown = sorted(set(overrides) - set(HYBRID_DEFAULTS))
+    if unknown:
+        raise ValueError(f"{name}: unknown model_kwargs {unknown}; the hybrid takes {sorted(HYBRID_DEFAULTS)}")
+    options = {**HYBRID_DEFAULTS, **arch.model_kwargs, **overrides}
+    return CnnTransformer(cnn, grid=grid, num_classes=num_classes, drop_rate=drop_rate,
+                          drop_path_rate=drop_path_rate, **options)  # type: ignore[arg-type]
+
+
+#: Hub file of the pretrained weights of each volume model that has some (stand-ins have none).
+_VOLUME_HUB: Final = {"resnet50_3d": MEDICALNET_HUB}
+
+
+def _volume_weights(name: str, arch: Architecture, pretrained: bool | str) -> Path | None:
+    """MedicalNet's file from the Hugging Face hub (cache first) for ``pretrained``; None to start at random."""
+    if pretrained is False:
+        return None
+    key = next((k for k in (name, ALIASES.get(name, name)) if k in _VOLUME_HUB), None)
+    remedy = (f"put a MedicalNet-layout file in weights_dir as {arch.weights_stem}.pth (or pass weights_path=), "
+              "or use pretrained=False")
+    try:
+        if key is None:
+            raise FileNotFoundError(f"no pretrained weights exist for {name!r}")
+        repo, filename = _VOLUME_HUB[key]
+        return Path(hf_hub_download(repo_id=repo, filename=filename))
+    except _hub_errors() as exc:
+        message = (f"pretrained 3D weights for {name!r} are not available: {type(exc).__name__}: {exc}. "
+                   f"Remedy: {remedy}.")
+        if pretrained == "auto":
+            warnings.warn(f"{message} Falling back to random initialisation.", RuntimeWarning, stacklevel=3)
+            return None
+        raise PretrainedWeightsUnavailableError(message) from exc
+
+
+def _build_volume(name: str, arch: Architecture, *, num_classes: int, pretrained: bool | str,
+                  weights_path: str | Path | None, drop_rate: float, drop_path_rate: float, in_chans: int,
+                  overrides: dict[str, object]) -> nn.Module:
+    """A MONAI 3D ResNet on one-channel volumes, with MedicalNet-layout weights when given or asked for."""
+    if in_chans != 1:
+        raise ValueError(f"{name} takes one-channel volumes (B, 1, D, H, W); in_chans must be 1, got {in_chans}")
+    _noise_kwargs(name, arch.family, drop_rate, drop_path_rate)
+    backbone = build_volume_backbone({**arch.model_kwargs, **overrides})
+    path = Path(weights_path) if weights_path is not None else _volume_weights(name, arch, pretrained)
+    if path is not None:
+        if path.suffix not in _WEIGHT_SUFFIXES:
+            raise ValueError(f"weights file must be one of {', '.join(_WEIGHT_SUFFIXES)}, got {path.name!r}")
+        load_backbone_weights(backbone, path, name)
+    return VolumeResNet(backbone, int(backbone.in_planes), num_classes=num_classes, drop_rate=drop_rate)
+
+
+def is_volumetric(name: str) -> bool:
+    """Whether architecture ``name`` takes one volume per patient (``kind == "volume"``) instead of slices."""
+    return get_architecture(name).kind == "volume"
+
+
 def gradcam_target_layer(model: nn.Module, name: str) -> nn.Module:
     """Module whose output is the last convolutional feature map, for Grad-CAM hooks.
 
@@ -469,6 +646,9 @@ def gradcam_target_layer(model: nn.Module, name: str) -> nn.Module:
     - vgg: the ReLU after the last ``Conv2d`` of ``features`` (not the classifier's pre-logits convs).
       It is switched to out-of-place (same numbers): in place, it would overwrite the hooked map
       of the convolution and break full backward hooks.
+    - hybrid: its CNN's layer as above (``cnn.bn2`` for EfficientNet-B7), the map that both the tokens
+      and the pooled local feature come from;
+    - resnet3d (volume models): ``backbone.layer4[-1]``, a ``(B, C, d, h, w)`` map.
 
     Parameters
     ----------
@@ -477,7 +657,12 @@ def gradcam_target_layer(model: nn.Module, name: str) -> nn.Module:
     name : str
         The architecture name it was built with.
     """
-    family = get_architecture(name).family
+    arch = get_architecture(name)
+    if arch.kind == "hybrid":
+        return gradcam_target_layer(model.cnn, str(arch.backbone))
+    if arch.kind == "volume":
+        return model.backbone.layer4[-1]
+    family = arch.family
     if family == "resnet":
         return model.layer4[-1]
     if family == "densenet":

@@ -36,6 +36,7 @@ from pdstudy.learn.dataset import (
 )
 from pdstudy.learn.device import resolve_device
 from pdstudy.learn.losses import distillation_loss, label_smoothing_ce
+from pdstudy.learn.volumes import VolumeSet
 from pdstudy.stats import delong_auc_ci
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -246,7 +247,7 @@ def train_step(
     opt : torch.optim.Optimizer
         Its optimiser.
     x : Tensor
-        The augmented batch ``(B, 1, H, W)`` in [0, 1] (not yet normalised).
+        The augmented batch ``(B, 1, H, W)`` in [0, 1] (not yet normalised), or volumes ``(B, 1, D, H, W)``.
     y : Tensor
         Labels ``(B,)`` (1 = ``poor``).
     cfg : TrainConfig
@@ -323,8 +324,8 @@ def train_model(
     ----------
     model : nn.Module
         Freshly built (ImageNet-initialised) network; its state is replaced on resume.
-    train_set : SliceSet
-        Training patients' slices.
+    train_set : SliceSet or VolumeSet
+        Training patients' slices (or one volume per patient, :class:`pdstudy.learn.volumes.VolumeSet`).
     cfg : TrainConfig
     seed : int
         Every random draw derives from ``(seed, epoch, step)``.
@@ -333,17 +334,19 @@ def train_model(
     teacher : nn.Module, optional
         Frozen teacher for distillation; run in eval mode (no noise) on the same augmented batch,
         normalised with the teacher's own ``pretrained_cfg`` mean and std (:func:`input_norm`).
-    val_set : SliceSet, optional
+    val_set : SliceSet or VolumeSet, optional
         Validation patients (carved from training patients) for ``select="best_val"``.
     top_k : int
-        Patient score = mean of the top-k slice probabilities (for the validation AUC).
+        Patient score = mean of the top-k slice probabilities (for the validation AUC; a volume's
+        probability for volumes).
     stop_after_steps : int, optional
         Stop (without saving) after this many steps of this call: simulates a crash in tests.
     """
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
-    use_cl = cfg.channels_last and device.type == "cuda"
+    # channels-last is a 4D layout: volumes (and Conv3d weights) keep the default one
+    use_cl = cfg.channels_last and device.type == "cuda" and not getattr(train_set, "volumetric", False)
     loader = loader_settings(device)  # CUDA: worker processes + pinned memory; CPU: batched in-process
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
@@ -456,16 +459,20 @@ def _prune(ckpt_dir: Path, keep: int) -> None:
 
 
 @torch.inference_mode()
-def predict_slices(model: nn.Module, data: SliceSet, cfg: TrainConfig, *, device: torch.device | None = None
-                   ) -> dict[int, float]:
-    """Probability of class 1 (``poor``) for every slice of ``data``: ``{cache row: p}``."""
+def predict_slices(model: nn.Module, data: SliceSet | VolumeSet, cfg: TrainConfig, *,
+                   device: torch.device | None = None) -> dict[int, float]:
+    """Probability of class 1 (``poor``) for every slice of ``data``: ``{cache row: p}``.
+
+    For a :class:`~pdstudy.learn.volumes.VolumeSet`, one probability per patient's volume, keyed by
+    its :meth:`~pdstudy.learn.volumes.VolumeSet.key_row`.
+    """
     device = device or resolve_device(cfg.device)
     was_training = model.training
     model.eval()
     out: dict[int, float] = {}
     for rows, x in data.eval_batches(batch_size=cfg.eval_batch_size, crop_size=cfg.augment.crop_size):
         x = to_model_input(x.to(device), *input_norm(model))
-        if device.type == "cuda" and cfg.channels_last:
+        if device.type == "cuda" and cfg.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(device, cfg.amp):
             p = torch.softmax(model(x).float(), dim=1)[:, 1].cpu().numpy()
@@ -482,7 +489,12 @@ def top_k_mean(probs: np.ndarray, k: int) -> float:
     return float(probs[:k].mean())
 
 
-def patient_scores(data: SliceSet, slice_probs: dict[int, float], *, k: int = 10):
-    """Patient score = mean of the top-k slice probabilities of class 1, as a Series by patient ID."""
+def patient_scores(data: SliceSet | VolumeSet, slice_probs: dict[int, float], *, k: int = 10):
+    """Patient score = mean of the top-k slice probabilities of class 1, as a Series by patient ID.
+
+    For a :class:`~pdstudy.learn.volumes.VolumeSet` the score is the volume's probability (no top-k).
+    """
+    if isinstance(data, VolumeSet):
+        return pd.Series({pid: float(slice_probs[data.key_row(pid)]) for pid in data.patient_ids}, name="score")
     return pd.Series({pid: top_k_mean(np.array([slice_probs[r] for r in data.rows[pid]]), k)
                       for pid in data.patient_ids}, name="score")

@@ -79,7 +79,7 @@ def table3_notes(*, simulated: bool, source: str, stand_ins: bool) -> list[str]:
     notes = ["SIMULATED readers: no real clinician's calls were used; see tables/table3_reader_calls.csv."
              if simulated else f"Reader calls: {source}."]
     if stand_ins:
-        notes.append("Quick profile: tiny timm stand-ins replace the EfficientNets; the model row checks the pipeline "
+        notes.append("Quick profile: tiny stand-ins replace the paper's models; the model row checks the pipeline "
                      "and does not reproduce the paper.")
     return notes
 

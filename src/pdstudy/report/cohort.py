@@ -20,9 +20,38 @@ from pdstudy.report.tables import write_table
 TABLE1_TEST_NOTE: Final = ("p: Fisher's exact test (2 levels) or Fisher-Freeman-Halton exact test (3 levels) between "
                            "response groups within the split; age: Mann-Whitney U.")
 
-#: Note under Table 1 of the synthetic cohort.
-TABLE1_SYNTHETIC_NOTE: Final = ("Synthetic cohort: covariates are sampled from the paper's Table 1 margins and carry "
-                                "no signal.")
+#: Note under Table 1 of the synthetic cohort at its default ``clinical_signal`` of 1.
+TABLE1_SYNTHETIC_NOTE: Final = (
+    "Synthetic cohort: the covariates are drawn per split and response group from the paper's Table 1 margins "
+    "(clinical_signal = 1), so they reproduce its counts and its differences between response groups (e.g. Lauren "
+    "type): they carry some signal about the response, as in the paper; the images do not depend on them."
+)
+
+
+def table1_synthetic_note(clinical_signal: float = 1.0) -> str:
+    """The note under the synthetic cohort's Table 1 for its ``clinical_signal``.
+
+    Parameters
+    ----------
+    clinical_signal : float, default 1
+        The synthetic cohort's parameter (:func:`pdstudy.data.synth.generate_cohort`).
+
+    Returns
+    -------
+    str
+        :data:`TABLE1_SYNTHETIC_NOTE` at 1; otherwise a note that the counts are not the paper's and how much of
+        the covariates' dependence on the response is kept.
+    """
+    if float(clinical_signal) == 1.0:
+        return TABLE1_SYNTHETIC_NOTE
+    if float(clinical_signal) == 0.0:
+        kept = ("every value is drawn from margins pooled over both response groups, so the covariates carry no "
+                "signal about the response")
+    else:
+        kept = (f"each value is kept with probability {float(clinical_signal):g}, else redrawn from margins pooled "
+                "over both response groups, which weakens their association with the response")
+    return (f"Synthetic cohort, clinical_signal = {float(clinical_signal):g}: the covariates start from the paper's "
+            f"Table 1 margins per split and response group, but {kept}; the counts are not the paper's.")
 
 
 def table1_notes(cohort: Cohort) -> list[str]:
@@ -38,7 +67,8 @@ def table1_notes(cohort: Cohort) -> list[str]:
     list of str
         Three notes; the last names the manifest file, or says the cohort is synthetic.
     """
-    origin = TABLE1_SYNTHETIC_NOTE if cohort.synthetic else f"Manifest: {cohort.manifest_path.name}"
+    signal = getattr(cohort, "clinical_signal", 1.0)
+    origin = table1_synthetic_note(signal) if cohort.synthetic else f"Manifest: {cohort.manifest_path.name}"
     return [PAPER_LABEL_FOOTNOTE, TABLE1_TEST_NOTE, origin]
 
 

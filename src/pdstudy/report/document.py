@@ -1,6 +1,6 @@
 """``REPORT.md``: one Markdown page that gathers a run's tables and figures with their provenance.
 
-:func:`write_report` is called last by notebook 08. It writes ``<run>/REPORT.md`` (atomically,
+:func:`write_report` is called last by notebook 10. It writes ``<run>/REPORT.md`` (atomically,
 through :func:`pdstudy.core.io.write_text`) with, in order:
 
 1. a plain statement of the cohort (the built-in synthetic cohort, or the manifest's name);
@@ -22,9 +22,9 @@ Every link is relative to the run directory, so the folder can be moved or archi
 Machine paths never appear: path-valued parameters are shown by their file name only, and the run
 directory, the checkout and the home folder are replaced by placeholders in any embedded text.
 :func:`check_report` lists the problems of a written report (a link to a missing file, an absolute
-link, a machine path); notebook 08 asserts that the list is empty.
+link, a machine path); notebook 10 asserts that the list is empty.
 
-:func:`report_contents` decides what notebook 08 puts into the report: the tables and figures of the
+:func:`report_contents` decides what notebook 10 puts into the report: the tables and figures of the
 run with their captions (Table 3 and the Grad-CAM outputs only when notebooks 06 and 07 wrote them) and
 the notes on how to read them. :func:`report_summary` and :func:`report_outline` describe a written
 report in a line and by its headings.
@@ -507,7 +507,7 @@ def write_report(
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     commit = prov.get("git_commit") or "unknown"
     lines = [f"# Study report: Progressive Distill re-run ({run.root.name})", "",
-             f"Written {now} by notebook 08 (`pdstudy.report.document.write_report`) from git commit `{commit}`; "
+             f"Written {now} by notebook 10 (`pdstudy.report.document.write_report`) from git commit `{commit}`; "
              "versions, parameters and seeds are under [Provenance](#provenance). All links are relative to "
              "this folder.", ""]
     lines += _cohort_section(cohort_name, synthetic, prov)
@@ -557,17 +557,18 @@ def report_contents(
     protocol: str,
     ignored: Sequence[str] = (),
 ) -> ReportContents:
-    """The tables, figures and notes of notebook 08's report, in report order.
+    """The tables, figures and notes of notebook 10's report, in report order.
 
-    Table 3, Fig. 3 with the readers and the Grad-CAM outputs are included when notebooks 06 and 07 wrote
-    them into the run (and flagged as SIMULATED when the readers are); a note says when they are missing.
+    Table 3, Fig. 3 with the readers, the Grad-CAM outputs and the clinical fusion are included when
+    notebooks 06, 07 and 08 wrote them into the run (and flagged as SIMULATED when the readers are); a note says
+    when they are missing.
 
     Parameters
     ----------
     run : pdstudy.core.rundir.RunDir
         The run directory (its ``tables/`` and ``figures/`` are looked at).
     roc_panels : mapping of str to str
-        Caption -> figure name of the ROC panels (Fig. 3A-C) written by notebook 08.
+        Caption -> figure name of the ROC panels (Fig. 3A-C) written by notebook 10.
     curve_architectures : sequence of str
         Architectures of Fig. 6 (one table ``fig6_iterations_<arch>`` each).
     fig4_model : str
@@ -601,7 +602,10 @@ def report_contents(
     if cv:
         tables["Cross-validation summary"] = "cv_summary"
     for name, caption in (("gradcam_selection", "Grad-CAM: choice of the model to explain"),
-                          ("gradcam_localisation", "Grad-CAM localisation of the tumour against chance")):
+                          ("gradcam_localisation", "Grad-CAM localisation of the tumour against chance"),
+                          ("clinical_fusion", "Beyond the paper: clinical variables, CT and their fusion"),
+                          ("clinical_fusion_cv", "Beyond the paper: clinical variables, CT and their fusion, "
+                                                 "cross-validation")):
         if (run.tables / f"{name}.md").exists():
             tables[caption] = name
     figures = dict(roc_panels)
@@ -612,12 +616,16 @@ def report_contents(
     if has_fig5:
         figures["Fig. 5. Class activation maps, one test patient per RECIST category"] = "fig5_gradcam"
     figures["Fig. 6. Performance over PD iterations"] = "fig6_iterations"
+    has_fusion = (run.figures / "clinical_fusion.png").exists()
+    if has_fusion:
+        figures["Beyond the paper: clinical model, CT model and fusion on the test patients"] = "clinical_fusion"
     notes = [f"Fig. 4 shows {fig4_model}, fixed in advance (the paper's PD model), not chosen on the test set."]
     if fig4_policy != "youden_val":
         notes.append("Fig. 4A uses the test-chosen (optimistic) threshold: no validation patients of both classes.")
     if stand_ins:
-        notes.append("Quick profile: tiny timm stand-ins replace the paper's EfficientNets and train from random "
-                     "initialisation on small images; the numbers check the pipeline, they do not reproduce the paper.")
+        notes.append("Quick profile: tiny stand-ins replace the paper's EfficientNets, the hybrid and the 3D ResNet-50 "
+                     "and train from random initialisation on small images; the numbers check the pipeline, they do "
+                     "not reproduce the paper.")
     if protocol == "cv":
         notes.append("Protocol cv: Tables 2-4 and the figures use the fixed split (trained for this purpose); the "
                      "cross-validation summary is the protocol's own result.")
@@ -625,6 +633,13 @@ def report_contents(
         notes.append("Notebook 06 (clinician comparison) has not written Table 3 in this run.")
     if not has_fig5:
         notes.append("Notebook 07 (Grad-CAM) has not written Fig. 5 in this run.")
+    if has_fusion:
+        notes.append("Clinical fusion (notebook 08, beyond the paper): the clinical model is fitted on the training "
+                     "patients; recalibration, the CT + clinical fusion and the thresholds on the validation patients; "
+                     "its DeLong p-values are exploratory (outside the Holm family), and 'Youden on test' is the "
+                     "optimistic policy.")
+    else:
+        notes.append("Notebook 08 (clinical fusion) has not written its table in this run.")
     if ignored:
         notes.append(f"Prediction files of {len(ignored)} other method(s) in this run directory were not used.")
     return ReportContents(tables=tables, figures=figures, notes=notes)

@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 _KIND_STYLE = {"baseline": ":", "kd": "--", "pd": "-"}
+_PALETTE_SIZE = 10  # colours of seaborn's "colorblind" palette
 _READER_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 _METRIC_COLOURS = {"acc": "#4c72b0", "sen": RESPONSE_COLOURS["poor"], "spe": RESPONSE_COLOURS["good"]}
 _METRIC_LABELS = {"acc": "ACC", "sen": "SEN (poor called poor)", "spe": "SPE (good called good)"}
@@ -62,7 +63,10 @@ AUC_CI_LABELS = {"logit": "DeLong, logit scale", "wald": "DeLong, Wald"}
 def _styles(method_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     if not method_ids:
         raise ValueError("method_ids is empty; name at least one method")
-    palette = sns.color_palette("colorblind", n_colors=max(len(method_ids), 3))
+    n = max(len(method_ids), 3)
+    # seaborn's colour-blind palette has 10 colours and repeats after them: more methods (the paper profile's
+    # baseline panel has 12) get as many distinct hues
+    palette = sns.color_palette("colorblind" if n <= _PALETTE_SIZE else "husl", n_colors=n)
     return {mid: {"color": palette[i], "linestyle": _KIND_STYLE[method_from_id(mid).kind], "linewidth": 2.0}
             for i, mid in enumerate(method_ids)}
 

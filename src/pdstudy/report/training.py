@@ -20,7 +20,7 @@ from pdstudy.report.tables import write_table
 TRAINING_TABLES: Final[Mapping[str, tuple[str, tuple[str, ...]]]] = {
     "02_baselines_training": ("Baselines: training log", (
         "AUC of the final model per split; test AUC with DeLong 95% CI (logit scale).",
-        "Thresholded metrics and paired tests: Table 2 (notebook 08).")),
+        "Thresholded metrics and paired tests: Table 2 (notebook 10).")),
     "03_kd_training": ("Knowledge distillation: training log", (
         "Teachers are the baselines of notebook 02 (stage cache); stages_reused counts them.",)),
     "04_pd_training": ("Progressive Distill: training log", ()),

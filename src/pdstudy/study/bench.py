@@ -14,9 +14,13 @@ key                     what                                                    
                         reference loop
 ``pipeline_efficiency`` training images/s through SliceSet + augment_batch + step vs the   >= 0.9
                         same step on batches already in memory (CPU: the quick profile's
-                        largest stand-in; CUDA: efficientnet_b7 at 224 px, bf16)
+                        largest CNN stand-in; CUDA: efficientnet_b7 at 224 px, bf16)
 ``quick_run_seconds``   wall time of ``pdstudy run --profile quick`` (fresh data folder)    <= 720
 ======================= ================================================================ =========
+
+With CUDA, ``gpu`` also holds each paper architecture of :data:`GPU_ARCHITECTURES` at 224 px, bf16:
+the EfficientNets and the CNN + Transformer hybrid in images/s, the 3D ResNet-50 in volumes/s (volumes
+of the paper profile's ``volume_depth`` slices), with peak GPU memory.
 
 ``--smoke`` runs the same code on tiny sizes to check that it works; its figures are not
 measurements and its pass flags are null.
@@ -39,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 import pydicom
 from PIL import Image
 
@@ -68,7 +73,10 @@ GOALS: dict[str, tuple[str, float]] = {
 }
 #: Side of the reference loop's output (and of ``prepare`` in the comparison): the paper's 256 px.
 REFERENCE_SIZE = 256
-GPU_ARCHITECTURES = ("efficientnet_b0", "efficientnet_b3", "efficientnet_b7")
+GPU_ARCHITECTURES = ("efficientnet_b0", "efficientnet_b3", "efficientnet_b7", "efficientnet_b7_transformer",
+                     "resnet50_3d")
+#: Slices per volume of the 3D ResNet-50 when the paper profile sets no ``volume_depth``.
+GPU_VOLUME_DEPTH = 32
 #: The quick run is stopped (and reported unmeasured) after five times its goal.
 QUICK_RUN_TIMEOUT_S = 3600
 #: Folder (next to the manifest) and manifest of the benchmark cohort built by :func:`kept_cohort`.
@@ -95,7 +103,7 @@ class BenchSizes:
 FULL = BenchSizes(patients=40, slices=None, dicom_size=None, repeats=5, warmup_steps=3, steps=10, rounds=4,
                   gpu_steps=30, gpu_architectures=GPU_ARCHITECTURES)
 SMOKE = BenchSizes(patients=6, slices=12, dicom_size=64, repeats=1, warmup_steps=1, steps=2, rounds=1,
-                   gpu_steps=2, gpu_architectures=("efficientnet_b0",))
+                   gpu_steps=2, gpu_architectures=("efficientnet_b0", "efficientnet_b7_transformer", "resnet50_3d"))
 
 
 def _stderr(message: str) -> None:
@@ -287,13 +295,18 @@ def bench_preprocess(manifest: Path, cache: Path, sizes: BenchSizes, smoke: bool
     return entry, prepared, ref_rate
 
 
+def _included(prepared: PreparedCohort, manifest: Path) -> pd.DataFrame:
+    """``patient_id`` and ``response`` of every included patient of the cache, in manifest order."""
+    df = read_manifest(manifest)
+    included = set(prepared.included["patient_id"])
+    return df[df["patient_id"].isin(included)][["patient_id", "response"]]
+
+
 def _slice_set(prepared: PreparedCohort, manifest: Path) -> SliceSet:
     """Every included patient of the cache as one :class:`~pdstudy.learn.dataset.SliceSet`."""
     from pdstudy.learn.dataset import SliceSet  # lazy: torch loads only after prepare is timed
 
-    df = read_manifest(manifest)
-    included = set(prepared.included["patient_id"])
-    return SliceSet(prepared, df[df["patient_id"].isin(included)][["patient_id", "response"]])
+    return SliceSet(prepared, _included(prepared, manifest))
 
 
 def bench_cache(prepared: PreparedCohort, manifest: Path, reference_rate: float, sizes: BenchSizes, smoke: bool,
@@ -332,7 +345,8 @@ class _Step:
 
         self.device, self.cfg = device, cfg
         self.cuda = device.type == "cuda"
-        self.channels_last = cfg.channels_last and self.cuda
+        volumetric = any(p.ndim == 5 for p in model.parameters())  # Conv3d: channels-last is a 4D layout
+        self.channels_last = cfg.channels_last and self.cuda and not volumetric
         self.model = model.to(device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -377,7 +391,10 @@ def _run(step: _Step, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], n: i
 
 def measure_pipeline(model: torch.nn.Module, data: SliceSet, cfg: TrainConfig, device: torch.device, *,
                      warmup: int, steps: int, rounds: int) -> dict[str, Any]:
-    """Images/s of the real pipeline vs in-memory batches, same model, batch and step (alternating rounds)."""
+    """Images/s of the real pipeline vs in-memory batches, same model, batch and step (alternating rounds).
+
+    ``data`` may be a :class:`~pdstudy.learn.volumes.VolumeSet`: the counts are then volumes (``unit``).
+    """
     import torch  # lazy: torch loads only after prepare is timed
 
     from pdstudy.learn.dataset import loader_settings  # lazy: torch loads only after prepare is timed
@@ -408,6 +425,8 @@ def measure_pipeline(model: torch.nn.Module, data: SliceSet, cfg: TrainConfig, d
            "warmup_steps": warmup, "loader_workers": loader["workers"], "pinned_memory": loader["pin_memory"],
            "precision": "bf16 autocast" if step.cuda and cfg.amp else "fp32",
            "channels_last": step.channels_last}
+    if getattr(data, "volumetric", False):
+        out.update(unit="volumes", volume_depth=data.depth)
     if step.cuda:
         out["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
     return out
@@ -415,12 +434,18 @@ def measure_pipeline(model: torch.nn.Module, data: SliceSet, cfg: TrainConfig, d
 
 def _largest_stand_in(profile: dict[str, Any]) -> tuple[str, str]:
     """(paper architecture, quick model) of the profile's baseline with the most parameters."""
-    from pdstudy.learn.models import build_model, count_parameters  # lazy: torch loads only after prepare is timed
+    from pdstudy.learn.models import (  # lazy: torch loads only after prepare is timed
+        build_model,
+        count_parameters,
+        get_architecture,
+    )
 
     def quick(name: str) -> str:
         return QUICK_STAND_INS.get(name, name) if profile.get("stand_ins", True) else name
 
-    arch = max(profile["baselines"], key=lambda a: count_parameters(build_model(quick(a))))
+    # slice CNNs only: the benchmark's pipeline is the slice pipeline (the hybrid and the 3D model are in ``gpu``)
+    cnns = [a for a in profile["baselines"] if get_architecture(quick(a)).kind == "cnn"]
+    arch = max(cnns, key=lambda a: count_parameters(build_model(quick(a))))
     return arch, quick(arch)
 
 
@@ -452,12 +477,13 @@ def bench_pipeline_cpu(manifest: Path, cache: Path, sizes: BenchSizes, smoke: bo
 
 
 def bench_gpu(prepared: PreparedCohort, manifest: Path, sizes: BenchSizes, log: Log) -> dict[str, Any]:
-    """``gpu``: images/s of the paper's EfficientNets at 224 px, bf16, real pipeline vs in memory."""
+    """``gpu``: images/s (volumes/s) of paper architectures at 224 px, bf16, real pipeline vs in memory."""
     import torch  # lazy: torch loads only after prepare is timed
 
     from pdstudy.learn.dataset import AugmentConfig  # lazy: torch loads only after prepare is timed
-    from pdstudy.learn.models import build_model  # lazy: torch loads only after prepare is timed
+    from pdstudy.learn.models import build_model, is_volumetric  # lazy: torch loads only after prepare is timed
     from pdstudy.learn.train import TrainConfig  # lazy: torch loads only after prepare is timed
+    from pdstudy.learn.volumes import VolumeSet  # lazy: torch loads only after prepare is timed
 
     p = load_profile("paper")
     torch.backends.cudnn.benchmark = True
@@ -465,14 +491,18 @@ def bench_gpu(prepared: PreparedCohort, manifest: Path, sizes: BenchSizes, log: 
                       slices_per_patient=p["slices_per_patient"] or None,
                       augment=AugmentConfig(crop_size=int(p["crop_size"])), device="cuda")
     data = _slice_set(prepared, manifest)
+    volumes = VolumeSet(prepared, _included(prepared, manifest), int(p.get("volume_depth") or GPU_VOLUME_DEPTH))
     out: dict[str, Any] = {}
     for arch in sizes.gpu_architectures:
-        log(f"gpu: {arch} at {cfg.augment.crop_size} px, batch {cfg.batch_size}")
+        volumetric = is_volumetric(arch)
+        log(f"gpu: {arch} at {cfg.augment.crop_size} px, batch {cfg.batch_size}"
+            + (f" volumes of {volumes.depth} slices" if volumetric else ""))
         torch.manual_seed(0)
-        out[arch] = measure_pipeline(build_model(arch), data, cfg, torch.device("cuda"),
+        out[arch] = measure_pipeline(build_model(arch), volumes if volumetric else data, cfg, torch.device("cuda"),
                                      warmup=max(3, sizes.warmup_steps), steps=sizes.gpu_steps, rounds=1)
         torch.cuda.empty_cache()
     return out
+
 
 
 # --------------------------------------------------------------------------- quick run
@@ -494,7 +524,7 @@ def bench_quick_run(workdir: Path, log: Log) -> dict[str, Any]:
         return _entry("quick_run_seconds", None, False, reason=f"pdstudy run failed (exit {proc.returncode})",
                       error_tail=tail, seconds_until_failure=round(seconds, 1))
     return _entry("quick_run_seconds", seconds, False,
-                  compared="pdstudy run --profile quick, notebooks 00-08, synthetic cohort generated and prepared "
+                  compared="pdstudy run --profile quick, notebooks 00-10, synthetic cohort generated and prepared "
                            "in a fresh data folder; the virtual environment already exists")
 
 
@@ -567,8 +597,9 @@ def format_bench_table(results: dict[str, Any]) -> str:
         flag = {True: "PASS", False: "FAIL", None: "-"}[e["pass"]]
         rows.append((key, _fmt(e["value"], unit), f"{e['goal_op']} {e['goal']:g}", flag, detail(e)))
     for arch, g in results.get("gpu", {}).items():
+        unit = f"volumes/s ({g['volume_depth']} slices)" if g.get("unit") == "volumes" else "images/s"
         rows.append((f"gpu {arch}", _fmt(g["efficiency"]), "", "",
-                     f"pipeline {g['pipeline_images_per_s']} vs in memory {g['in_memory_images_per_s']} images/s, "
+                     f"pipeline {g['pipeline_images_per_s']} vs in memory {g['in_memory_images_per_s']} {unit}, "
                      f"peak {g['peak_memory_gib']} GiB"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows]

@@ -23,10 +23,12 @@ from pdstudy.core.rundir import update_provenance
 from pdstudy.data.predictions import write_predictions
 from pdstudy.learn import distributed
 from pdstudy.learn.distill import parse_chain, run_method
-from pdstudy.study.protocol import Study, study_configs
+from pdstudy.study.protocol import MODEL_PARAMETERS, Study, study_configs
 
 #: Keys of a train config besides the study parameters.
 JOB_KEYS = ("profile", "method", "seed", "fold", "repeat", "device")
+#: Study parameters a job takes: :data:`STUDY_PARAMETERS` and the optional :data:`MODEL_PARAMETERS`.
+_PARAMETERS = tuple(dict.fromkeys((*STUDY_PARAMETERS, *MODEL_PARAMETERS)))
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -56,7 +58,7 @@ class JobSpec:
 def base_parameters(profile: str) -> dict[str, Any]:
     """A profile's study parameters (``run_dir`` and ``data_dir`` are left to the config)."""
     prof = load_profile(profile)
-    params = {k: prof[k] for k in STUDY_PARAMETERS if k in prof}
+    params = {k: prof[k] for k in _PARAMETERS if k in prof}
     params.setdefault("manifest", "")
     return params
 
@@ -122,16 +124,16 @@ def load_train_config(path: str | Path) -> JobSpec:
     """Read and validate a ``pdstudy train`` config (format: docs/cluster.md, "One job")."""
     path = Path(path)
     raw = read_yaml_mapping(path, "train config")
-    unknown = sorted(set(raw) - set(JOB_KEYS) - set(STUDY_PARAMETERS))
+    unknown = sorted(set(raw) - set(JOB_KEYS) - set(_PARAMETERS))
     if unknown:
         raise ValueError(f"train config {path}: unknown key(s) {unknown}; valid keys are "
-                         f"{sorted(JOB_KEYS)} and the study parameters {sorted(STUDY_PARAMETERS)}")
+                         f"{sorted(JOB_KEYS)} and the study parameters {sorted(_PARAMETERS)}")
     missing = [k for k in ("run_dir", "data_dir", "method") if not raw.get(k)]
     if missing:
         raise ValueError(f"train config {path}: missing {missing} (run_dir, data_dir and method are required)")
     try:
         params = base_parameters(str(raw.get("profile", "quick")))
-        params.update({k: v for k, v in raw.items() if k in STUDY_PARAMETERS})
+        params.update({k: v for k, v in raw.items() if k in _PARAMETERS})
         params = resolve_paths(params, path.resolve().parent)
         seeds = params.get("seeds") or [0]
         fold_default = 0 if params.get("protocol") == "cv" else -1

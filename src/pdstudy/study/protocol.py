@@ -37,6 +37,12 @@ from pdstudy.stats import delong_auc_ci, roc_auc
 
 PROTOCOLS = ("fixed", "cv")
 
+#: Model parameters a Study reads when present (else their defaults): slices per patient volume of the 3D
+#: ResNet, and Transformer blocks of the CNN + Transformer hybrid (0 or empty: the architecture's default).
+MODEL_PARAMETERS = ("volume_depth", "hybrid_depth")
+#: Slices per volume when ``volume_depth`` is not given.
+VOLUME_DEPTH_DEFAULT = 16
+
 #: Columns of ``tables/top_k_short.csv`` (:func:`top_k_short`).
 TOP_K_SHORT_COLUMNS = ("patient_id", "split", "n_slices", "top_k")
 
@@ -81,8 +87,8 @@ class Study:
         cohort = load_cohort(p["manifest"] or None, p["data_dir"], image_size=int(p["image_size"]),
                              fov_mm=float(p["fov_mm"]), synth_patients=int(p["synth_patients"]),
                              synth_seed=int(p["synth_seed"]), synth_slices=int(p["synth_slices"]),
-                             synth_size=int(p["synth_size"]), workers=int(p["workers"]) or None,
-                             show_progress=progress)
+                             synth_size=int(p["synth_size"]), synth_clinical_signal=float(p["synth_clinical_signal"]),
+                             workers=int(p["workers"]) or None, show_progress=progress)
         return cls(cohort=cohort, rundir=run_dir(p["run_dir"]), train_cfg=cfg, settings=settings,
                    stage_root=Path(p["data_dir"]) / "stages", seeds=tuple(int(s) for s in p["seeds"]),
                    protocol=p["protocol"], cv_folds=int(p["cv_folds"]), cv_repeats=int(p["cv_repeats"]),
@@ -199,8 +205,8 @@ class Study:
 def study_configs(params: Mapping[str, Any]) -> tuple[dict[str, Any], TrainConfig, ModelSettings]:
     """Check study parameters and build the training and model settings (no cohort, no training).
 
-    Returns the parameters (names of :data:`STUDY_PARAMETERS` only), the :class:`TrainConfig`
-    and the :class:`ModelSettings`; raises ``ValueError`` naming the offending parameter.
+    Returns the parameters (names of :data:`STUDY_PARAMETERS`, and of :data:`MODEL_PARAMETERS` when given),
+    the :class:`TrainConfig` and the :class:`ModelSettings`; raises ``ValueError`` naming the offending parameter.
     """
     missing = [k for k in STUDY_PARAMETERS if k not in params]
     if missing:
@@ -219,10 +225,24 @@ def study_configs(params: Mapping[str, Any]) -> tuple[dict[str, Any], TrainConfi
         kd_convention=p["kd_convention"], slices_per_patient=p["slices_per_patient"] or None,
         augment=AugmentConfig(crop_size=int(p["crop_size"])), select=p["select"],
     )
+    for name in MODEL_PARAMETERS:  # read with a default until every profile and notebook declares them
+        if name in params:
+            p[name] = params[name]
+    hybrid_depth = p.get("hybrid_depth")
     settings = ModelSettings(pretrained=p["pretrained"], weights_dir=p["weights_dir"] or None,
                              stand_ins=bool(p["stand_ins"]), drop_rate=float(p["drop_rate"]),
-                             drop_path_rate=float(p["drop_path_rate"]))
+                             drop_path_rate=float(p["drop_path_rate"]),
+                             volume_depth=_positive_int(p.get("volume_depth", VOLUME_DEPTH_DEFAULT), "volume_depth"),
+                             hybrid_depth=None if hybrid_depth in (None, "", 0) else
+                             _positive_int(hybrid_depth, "hybrid_depth"))
     return p, cfg, settings
+
+
+def _positive_int(value: Any, name: str) -> int:
+    """A study parameter that must be an integer >= 1 (bool is not one); the error names it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
 
 
 def check_split_seed(value: Any) -> int:

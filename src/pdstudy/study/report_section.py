@@ -1,4 +1,4 @@
-"""Notebook 08, the study report: its methods, the tables and figures written per method or panel, REPORT.md.
+"""Notebook 10, the study report: its methods, the tables and figures written per method or panel, REPORT.md.
 
 * :func:`report_plan`: the methods of notebooks 02-05 as the report uses them (:class:`ReportPlan`: the
   main methods, Fig. 6's iteration chains, the Table 4 ablation grid, the model of Fig. 4).
@@ -114,7 +114,7 @@ class ReportPlan:
 
 def report_plan(*, baselines: Sequence[str], kd_chains: Sequence[str], pd_chains: Sequence[str],
                 curve_architectures: Sequence[str], curve_iterations: int) -> ReportPlan:
-    """The report's methods from notebook 08's parameters.
+    """The report's methods from notebook 10's parameters.
 
     Parameters
     ----------
@@ -246,7 +246,7 @@ def write_study_report(study: Study, contents: ReportContents, *, params: Mappin
     contents : ReportContents
         :func:`pdstudy.report.document.report_contents`.
     params : mapping
-        Notebook 08's parameters (e.g. its ``globals()``): :data:`REPORT_PARAMETERS` and ``stand_ins``; those
+        Notebook 10's parameters (e.g. its ``globals()``): :data:`REPORT_PARAMETERS` and ``stand_ins``; those
         of :data:`OPTIONAL_REPORT_PARAMETERS` are recorded too when present.
     fig4_model : Method
         The model of Fig. 4.
@@ -260,7 +260,7 @@ def write_study_report(study: Study, contents: ReportContents, *, params: Mappin
     """
     missing = [k for k in (*REPORT_PARAMETERS, "stand_ins") if k not in params]
     if missing:
-        raise ValueError(f"params lacks notebook 08 parameter(s) {missing}")
+        raise ValueError(f"params lacks notebook 10 parameter(s) {missing}")
     run = study.rundir
     update_provenance(run, "08_report", {
         "profile": params["profile"], "seed": params["seed"], "stand_ins": bool(params["stand_ins"]),

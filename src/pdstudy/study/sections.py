@@ -1,4 +1,4 @@
-"""What the evaluation sections (notebooks 06-08) share: their study and the run's predictions of their methods.
+"""What the evaluation sections (notebooks 06-10) share: their study and the run's predictions of their methods.
 
 * :func:`fixed_split_study`: notebooks 06 and 07 are defined on the manifest's fixed train/test split,
   whatever the run's protocol; :func:`fixed_split_note` says so when the protocol is ``cv``.
@@ -27,7 +27,7 @@ __all__ = ["FIXED_SPLIT_NOTE", "SectionPredictions", "fixed_split_note", "fixed_
 #: Markdown shown by notebooks 06 and 07 when the run's protocol is not the fixed split (``{protocol}``).
 FIXED_SPLIT_NOTE: Final = (
     "**Protocol `{protocol}`:** this section is defined on the manifest's fixed train/test split, so it uses (and, "
-    "if needed, trains) the fixed-split models; the cross-validation summary is in notebook 08."
+    "if needed, trains) the fixed-split models; the cross-validation summary is in notebook 10."
 )
 
 

@@ -182,8 +182,8 @@ def point_slug(values: dict[str, Any]) -> str:
 
 
 def _cohort_args(params: dict[str, Any]) -> tuple:
-    return tuple(params[k] for k in ("manifest", "data_dir", "image_size", "fov_mm", "synth_patients", "synth_seed",
-                                     "synth_slices", "synth_size"))
+    return (*(params[k] for k in ("manifest", "data_dir", "image_size", "fov_mm", "synth_patients", "synth_seed",
+                                  "synth_slices", "synth_size")), float(params.get("synth_clinical_signal", 1.0)))
 
 
 def prepare_cohorts(specs: list[JobSpec], *, progress: bool = True) -> dict[tuple, dict[str, str]]:
@@ -200,8 +200,9 @@ def prepare_cohorts(specs: list[JobSpec], *, progress: bool = True) -> dict[tupl
         cohort = load_cohort(p["manifest"] or None, p["data_dir"], image_size=int(p["image_size"]),
                              fov_mm=float(p["fov_mm"]), synth_patients=int(p["synth_patients"]),
                              synth_seed=int(p["synth_seed"]), synth_slices=int(p["synth_slices"]),
-                             synth_size=int(p["synth_size"]), workers=int(p["workers"]) or None,
-                             show_progress=progress)
+                             synth_size=int(p["synth_size"]),
+                             synth_clinical_signal=float(p.get("synth_clinical_signal", 1.0)),
+                             workers=int(p["workers"]) or None, show_progress=progress)
         meta = cohort.prepared.meta
         out[args] = {"manifest_sha256": meta["manifest_sha256"],
                      "cache": meta.get("content_sha256", cohort.prepared.root.name)}
@@ -476,7 +477,7 @@ def collect(grid: Grid, jobs: list[SweepJob], out: Path, *, executor: str = "loc
 
     Each run directory gets the prediction files (schema of ``pdstudy.data.predictions``)
     and a ``sweep`` section in ``provenance.json``; ``<out>/sweep/points.csv`` lists the points with
-    the ``pdstudy run`` command that evaluates one with notebooks 06-08.
+    the ``pdstudy run`` command that evaluates one with notebooks 06-10.
     """
     points: dict[str, list[SweepJob]] = {}
     for j in jobs:
@@ -513,13 +514,13 @@ def collect(grid: Grid, jobs: list[SweepJob], out: Path, *, executor: str = "loc
 
 
 def notebook_command(grid: Grid, values: dict[str, Any], run: Path) -> str:
-    """``pdstudy run`` evaluating a point with notebooks 06-08 on the same parameters (so the stage cache is hit).
+    """``pdstudy run`` evaluating a point with notebooks 06-10 on the same parameters (so the stage cache is hit).
 
     Paths are relative to the current directory (no site folders in the run directory).
     """
     profile = base_parameters(grid.profile)
     params = {**grid.base, **values, "seeds": list(grid.seeds)}
-    args = ["pdstudy", "run", "--profile", grid.profile, "--only", "06,07,08", "--out", os.path.relpath(run),
+    args = ["pdstudy", "run", "--profile", grid.profile, "--only", "06,07,08,10", "--out", os.path.relpath(run),
             "--data-dir", os.path.relpath(params["data_dir"])]
     if params.get("manifest"):
         args += ["--manifest", os.path.relpath(params["manifest"])]

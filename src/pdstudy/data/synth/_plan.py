@@ -180,7 +180,7 @@ def cohort_counts(patients: int) -> dict[str, int]:
     }
 
 
-def _apportion(counts: dict[str, int], n: int) -> list[str]:
+def _apportion(counts: dict[str, int] | dict[str, float], n: int) -> list[str]:
     """Codes for ``n`` patients in the proportions of ``counts`` (largest remainder; exact at the printed n)."""
     total = sum(counts.values())
     quota = {k: n * v / total for k, v in counts.items()}
@@ -226,6 +226,42 @@ def _pooled(response: str) -> dict[str, dict[str, int]]:
     return out
 
 
+def _merged(*tables: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Counts of several Table 1 groups added up, per covariate and code (codes in the first table's order)."""
+    out: dict[str, dict[str, int]] = {}
+    for table in tables:
+        for cov, counts in table.items():
+            for code, c in counts.items():
+                out.setdefault(cov, {}).setdefault(code, 0)
+                out[cov][code] += c
+    return out
+
+
+def check_clinical_signal(value: Any) -> float:
+    """Check the ``clinical_signal`` of the synthetic cohort: a real number in [0, 1] (bool is not one).
+
+    Parameters
+    ----------
+    value : Any
+        The parameter's value.
+
+    Returns
+    -------
+    float
+        The value as a float.
+
+    Raises
+    ------
+    ValueError
+        Naming ``clinical_signal`` and what was expected.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= float(value) <= 1.0:
+        raise ValueError("clinical_signal must be a number in [0, 1] (1: the covariates' margins per response group "
+                         f"as in the paper's Table 1; 0: the same margins for both response groups), got {value!r}")
+    return float(value)
+
+
 def _assign_groups(patients: int, seed: int) -> pd.DataFrame:
     """Split, response, RECIST and exclusion of every screened patient, in random patient order."""
     c = cohort_counts(patients)
@@ -269,6 +305,38 @@ def _clinical(groups: pd.DataFrame, seed: int) -> pd.DataFrame:
                 codes = list(counts)
                 p = np.array([counts[k] for k in codes], dtype=float)
                 out.loc[idx, cov] = np.array(codes, dtype=object)[rng.choice(len(codes), len(idx), p=p / p.sum())]
+    out["age"] = out["age"].astype(int)
+    return out
+
+
+def _dilute(clinical: pd.DataFrame, groups: pd.DataFrame, seed: int, signal: float) -> pd.DataFrame:
+    """Replace each covariate value, independently with probability ``1 - signal``, by a draw that ignores the response.
+
+    The replacement comes from the margins pooled over both response groups: of the patient's split
+    (Table 1), or of train and test for screened patients outside the splits; an age from a normal
+    distribution (SD 9 years) around the pooled mean, clipped to the pooled range and rounded. At
+    ``signal = 1`` nothing is drawn and the covariates are exactly :func:`_clinical`'s.
+    """
+    if signal == 1.0:
+        return clinical
+    rng = _rng(seed, "clinical_signal")
+    out = clinical.copy()
+    for split, idx in groups.groupby("split", sort=True).groups.items():
+        idx = np.asarray(idx)
+        tables = [_TABLE1[(split, r)] for r in ("good", "poor")] if split else [_pooled(r) for r in ("good", "poor")]
+        pooled = _merged(*tables)
+        sizes = [sum(t["sex"].values()) for t in tables]
+        ages = [_AGES[(split, r)] for r in ("good", "poor")]
+        mean = sum(a[0] * n for a, n in zip(ages, sizes)) / sum(sizes)
+        lo, hi = min(a[1] for a in ages), max(a[2] for a in ages)
+        replace = rng.random((len(idx), 1 + len(pooled))) >= signal
+        drawn_age = np.rint(np.clip(rng.normal(mean, 9.0, len(idx)), lo, hi)).astype(int)
+        out.loc[idx[replace[:, 0]], "age"] = drawn_age[replace[:, 0]]
+        for j, (cov, counts) in enumerate(pooled.items(), start=1):
+            codes = list(counts)
+            p = np.array([counts[k] for k in codes], dtype=float)
+            drawn = np.array(codes, dtype=object)[rng.choice(len(codes), len(idx), p=p / p.sum())]
+            out.loc[idx[replace[:, j]], cov] = drawn[replace[:, j]]
     out["age"] = out["age"].astype(int)
     return out
 
@@ -354,7 +422,14 @@ def _uid(*parts: object) -> str:
     return f"2.25.{uuid.uuid5(_UID_NAMESPACE, name).int}"
 
 
-def _series_plan(row: pd.Series, key: tuple[int, ...]) -> list[dict[str, Any]]:
+def _uid_key(patients: int, seed: int, slices: int, size: int, clinical_signal: float = 1.0) -> tuple[Any, ...]:
+    """The parameters that enter every UID of a cohort; ``clinical_signal`` only when it is not the default 1,
+    so that the default cohort keeps its UIDs and cohorts of other values never share one."""
+    key: tuple[Any, ...] = (seed, patients, slices, size)
+    return key if float(clinical_signal) == 1.0 else (*key, f"clinical_signal={float(clinical_signal)!r}")
+
+
+def _series_plan(row: pd.Series, key: tuple[Any, ...]) -> list[dict[str, Any]]:
     """The series of one patient's study: phase, number, descriptions, contrast tags and times."""
     if row["has_pvp"]:
         phases = ["arterial", "portal_venous"] + (["non_contrast"] if row["has_non_contrast"] else [])
@@ -393,7 +468,8 @@ def _series_plan(row: pd.Series, key: tuple[int, ...]) -> list[dict[str, Any]]:
     return series
 
 
-def _check_params(patients: int, seed: int, slices: int, size: int) -> None:
+def _check_params(patients: int, seed: int, slices: int, size: int, clinical_signal: float = 1.0) -> None:
+    check_clinical_signal(clinical_signal)
     if patients < 4:
         raise ValueError(f"patients must be >= 4, got {patients}")
     if seed < 0:
@@ -404,13 +480,14 @@ def _check_params(patients: int, seed: int, slices: int, size: int) -> None:
         raise ValueError(f"size must be >= 32, got {size}")
 
 
-def _plan(patients: int, seed: int, slices: int = 24, size: int = 128) -> pd.DataFrame:
+def _plan(patients: int, seed: int, slices: int = 24, size: int = 128, clinical_signal: float = 1.0) -> pd.DataFrame:
     """Everything about every patient except pixels: groups, covariates, latent features, nuisance, headers."""
-    _check_params(patients, seed, slices, size)
+    _check_params(patients, seed, slices, size, clinical_signal)
+    clinical_signal = float(clinical_signal)
     groups = _assign_groups(patients, seed)
     plan = pd.concat([
         groups,
-        _clinical(groups, seed),
+        _dilute(_clinical(groups, seed), groups, seed, clinical_signal),
         _tumour_features((groups["response"] == "poor").to_numpy(dtype=float), seed),
         _nuisance(patients, slices, size, seed),
     ], axis=1)
@@ -424,7 +501,7 @@ def _plan(patients: int, seed: int, slices: int = 24, size: int = 128) -> pd.Dat
     plan["accession"] = [f"ACC{v:08d}" for v in rng.integers(0, 10**8, patients)]
     plan["birth_days"] = rng.integers(0, 360, patients)
 
-    key = (seed, patients, slices, size)
+    key = _uid_key(patients, seed, slices, size, clinical_signal)
     plan["study_uid"] = [_uid(*key, i, "study") for i in range(patients)]
     plan["frame_uid"] = [_uid(*key, i, "frame") for i in range(patients)]
     plan["series"] = [_series_plan(row, (*key, i)) for i, row in plan.iterrows()]
@@ -460,12 +537,13 @@ def _manifest(plan: pd.DataFrame, slices: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMN_NAMES))
 
 
-def plan_cohort(patients: int = 164, seed: int = 0, *, slices: int = 24, size: int = 128) -> pd.DataFrame:
+def plan_cohort(patients: int = 164, seed: int = 0, *, slices: int = 24, size: int = 128,
+                clinical_signal: float = 1.0) -> pd.DataFrame:
     """The manifest :func:`generate_cohort` writes, computed without writing any DICOM.
 
     Parameters
     ----------
-    patients, seed, slices, size
+    patients, seed, slices, size, clinical_signal
         As for :func:`generate_cohort`.
 
     Returns
@@ -473,7 +551,7 @@ def plan_cohort(patients: int = 164, seed: int = 0, *, slices: int = 24, size: i
     pandas.DataFrame
         One row per screened patient, every manifest column as string.
     """
-    return _manifest(_plan(patients, seed, slices, size), slices)
+    return _manifest(_plan(patients, seed, slices, size, clinical_signal), slices)
 
 
 def sample_latent(n: int, seed: int) -> pd.DataFrame:

@@ -35,6 +35,8 @@ from pdstudy.data.synth._plan import (
     _plan,
     _rng,
     _uid,
+    _uid_key,
+    check_clinical_signal,
     cohort_counts,
 )
 from pdstudy.data.synth._render import AIR, LIVER, TUMOUR, _anatomy, _render, _stored
@@ -198,7 +200,7 @@ def _write_series(folder: Path, ds: Dataset, stored: np.ndarray, z: np.ndarray, 
 
 
 def _write_patient(root: Path, p: pd.Series, i: int, slices: int, size: int, seed: int,
-                   key: tuple[int, ...]) -> list[dict[str, Any]]:
+                   key: tuple[Any, ...]) -> list[dict[str, Any]]:
     """Write one patient's study (and tumour mask); return its series.csv rows."""
     anat = _anatomy(p, slices, size, _rng(seed, "anatomy", i))
     rows = []
@@ -222,13 +224,17 @@ def _write_patient(root: Path, p: pd.Series, i: int, slices: int, size: int, see
     return rows
 
 
-def _parameters(patients: int, seed: int, slices: int, size: int) -> dict[str, Any]:
-    return {"patients": int(patients), "seed": int(seed), "slices": int(slices), "size": int(size),
-            "generator_version": GENERATOR_VERSION}
+def _parameters(patients: int, seed: int, slices: int, size: int, clinical_signal: float = 1.0) -> dict[str, Any]:
+    """``synth.json``'s parameters; ``clinical_signal`` only when it is not the default 1, so that the default
+    cohort's ``synth.json`` (and the slice-cache key built from it) stays what it was before the parameter."""
+    out: dict[str, Any] = {"patients": int(patients), "seed": int(seed), "slices": int(slices), "size": int(size)}
+    if check_clinical_signal(clinical_signal) != 1.0:
+        out["clinical_signal"] = float(clinical_signal)
+    return {**out, "generator_version": GENERATOR_VERSION}
 
 
 def generate_cohort(out: str | Path, *, patients: int = 164, seed: int = 0, slices: int = 24, size: int = 128,
-                    show_progress: bool = True) -> Path:
+                    clinical_signal: float = 1.0, show_progress: bool = True) -> Path:
     """Write a synthetic cohort as CT DICOM files, tumour masks and a manifest.
 
     Writes ``out/<folder>/ST0001/SE<nnnn>/<n>.dcm`` (``<folder>`` = the header PatientID),
@@ -249,6 +255,12 @@ def generate_cohort(out: str | Path, *, patients: int = 164, seed: int = 0, slic
         Axial slices per series (5 mm apart).
     size : int
         Rows and columns per slice; pixel spacing scales with ``128 / size``.
+    clinical_signal : float
+        How strongly the clinical covariates depend on the response, in [0, 1]: 1 (default) draws each
+        split x response group from its own Table 1 margins (the paper's counts, and their association with
+        the response); 0 draws both response groups of a split from the same pooled margins (no
+        association); values between mix the two (docs/synthetic_cohort.md, "Clinical covariates"). The
+        images do not depend on it.
     show_progress : bool
         Show a tqdm progress bar over patients.
 
@@ -262,14 +274,14 @@ def generate_cohort(out: str | Path, *, patients: int = 164, seed: int = 0, slic
     FileExistsError
         If ``out`` exists and is not empty.
     ValueError
-        If ``patients < 4``, ``seed < 0``, ``slices < 8`` or ``size < 32``.
+        If ``patients < 4``, ``seed < 0``, ``slices < 8``, ``size < 32`` or ``clinical_signal`` outside [0, 1].
     """
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty; generate into a new folder or use ensure_cohort")
-    plan = _plan(patients, seed, slices, size)
+    plan = _plan(patients, seed, slices, size, clinical_signal)
     (out / "masks").mkdir(parents=True, exist_ok=True)
-    key = (seed, patients, slices, size)
+    key = _uid_key(patients, seed, slices, size, clinical_signal)
     series_rows: list[dict[str, Any]] = []
     for i, p in tqdm(plan.iterrows(), total=len(plan), desc="synthetic cohort", unit="patient",
                      disable=not show_progress):
@@ -278,7 +290,7 @@ def generate_cohort(out: str | Path, *, patients: int = 164, seed: int = 0, slic
     manifest = write_csv(out / "manifest.csv", _manifest(plan, slices))
     c = cohort_counts(patients)
     write_json(out / "synth.json", {
-        "parameters": _parameters(patients, seed, slices, size),
+        "parameters": _parameters(patients, seed, slices, size, clinical_signal),
         "generator_version": GENERATOR_VERSION,
         "oracle_auc": {"value": ORACLE_AUC, "n": 2000, "seed": 0},
         "counts": {**c, "no_pvp_reason": NO_PVP_REASON, "metastasis_reason": METASTASIS},
@@ -303,7 +315,8 @@ def ensure_cohort(out: str | Path, **kwargs: Any) -> Path:
         Cohort folder. An existing folder is replaced only if it is empty or holds a synthetic
         cohort (``synth.json``); anything else raises :class:`FileExistsError`.
     **kwargs
-        Passed to :func:`generate_cohort` (``patients``, ``seed``, ``slices``, ``size``, ``show_progress``).
+        Passed to :func:`generate_cohort` (``patients``, ``seed``, ``slices``, ``size``, ``clinical_signal``,
+        ``show_progress``).
 
     Returns
     -------
@@ -316,7 +329,7 @@ def ensure_cohort(out: str | Path, **kwargs: Any) -> Path:
         If ``out`` holds files but no ``synth.json``.
     """
     out = Path(out)
-    defaults = {"patients": 164, "seed": 0, "slices": 24, "size": 128}
+    defaults = {"patients": 164, "seed": 0, "slices": 24, "size": 128, "clinical_signal": 1.0}
     unknown = set(kwargs) - set(defaults) - {"show_progress"}
     if unknown:
         raise TypeError(f"unexpected argument(s) {sorted(unknown)}")

@@ -1,0 +1,195 @@
+"""One CT volume per patient, built from the slice cache, for the volumetric model (3D ResNet-50).
+
+A patient's kept portal-venous slices (the rows of the slice cache, head to feet) are resampled along z
+to a fixed number of slices, ``depth``, by linear interpolation at equally spaced positions between the
+first and the last slice. :class:`VolumeSet` gives the training loop and inference the same interface as
+:class:`pdstudy.learn.dataset.SliceSet`, with one item per patient. See docs/training.md, "The 3D ResNet-50".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pdstudy.core.hashing import derive_seed
+from pdstudy.core.vocab import label_of
+from pdstudy.data.cache import PreparedCohort
+from pdstudy.learn.dataset import AugmentConfig, augment_volumes, centre_crop
+from pdstudy.learn.distributed import shard_bounds
+
+__all__ = ["VolumeSet", "resample_depth"]
+
+
+def resample_depth(images: np.ndarray, z_mm: np.ndarray | None, depth: int) -> np.ndarray:
+    """Slices ``(n, H, W)`` (uint8 or float) -> ``(depth, H, W)`` float32 in [0, 1] by linear interpolation along z.
+
+    Parameters
+    ----------
+    images : ndarray
+        One patient's slices in cache order (head to feet); uint8 is divided by 255.
+    z_mm : ndarray or None
+        Their positions (mm). When strictly monotonic, the volume samples ``depth`` equally spaced
+        positions between the first and last slice; otherwise (or None) equally spaced slice indices.
+    depth : int
+        Slices of the volume (>= 1). One slice is repeated; ``depth == n`` with equal spacing returns
+        the slices unchanged.
+
+    Returns
+    -------
+    ndarray
+        float32 ``(depth, H, W)``.
+    """
+    if depth < 1:
+        raise ValueError(f"volume depth must be >= 1, got {depth}")
+    arr = np.asarray(images)
+    if arr.ndim != 3 or len(arr) == 0:
+        raise ValueError(f"images must be slices (n, H, W) with n >= 1, got shape {arr.shape}")
+    vol = arr.astype(np.float32) / np.float32(255.0) if arr.dtype == np.uint8 else arr.astype(np.float32)
+    n = len(vol)
+    if n == 1:
+        return np.repeat(vol, depth, axis=0)
+    index = np.arange(n, dtype=np.float64)
+    target = np.linspace(0.0, 1.0, depth)
+    z = None if z_mm is None else np.asarray(z_mm, dtype=np.float64)
+    if z is not None and len(z) == n and (np.all(np.diff(z) > 0) or np.all(np.diff(z) < 0)):
+        position = np.interp(target, (z - z[0]) / (z[-1] - z[0]), index)
+    else:
+        position = target * (n - 1)
+    lo = np.clip(np.floor(position).astype(int), 0, n - 1)
+    hi = np.minimum(lo + 1, n - 1)
+    weight = (position - lo).astype(np.float32)[:, None, None]
+    return (1.0 - weight) * vol[lo] + weight * vol[hi]
+
+
+class VolumeSet:
+    """One volume per patient of a prepared cohort, with labels (1 = poor): the 3D counterpart of ``SliceSet``.
+
+    Parameters
+    ----------
+    prepared : PreparedCohort
+        The slice cache.
+    patients : DataFrame
+        Rows with ``patient_id`` and ``response``; every patient must be in the cache.
+    depth : int
+        Slices per volume (:func:`resample_depth`).
+
+    Notes
+    -----
+    ``rows[pid]`` are the patient's cache rows, as in ``SliceSet`` (so ``len(rows[pid])`` is the number of
+    cached slices its volume is built from); a volume's prediction is keyed by :meth:`key_row`, its first
+    cache row, so prediction dictionaries and ``slice_probs.csv`` hold one row per patient. Counts
+    named after slices in the training loop (``slices_per_epoch``) count volumes here.
+    """
+
+    volumetric = True
+
+    def __init__(self, prepared: PreparedCohort, patients: pd.DataFrame, depth: int) -> None:
+        if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
+            raise ValueError(f"volume_depth must be an integer >= 1, got {depth!r}")
+        self.prepared = prepared
+        self.depth = int(depth)
+        self.patient_ids = [str(p) for p in patients["patient_id"]]
+        self.labels = {str(p): label_of(r) for p, r in zip(patients["patient_id"], patients["response"])}
+        self.rows = {pid: prepared.patient_slices(pid) for pid in self.patient_ids}
+        z = prepared.index["z_mm"] if "z_mm" in prepared.index.columns else None
+        self._z = {pid: None if z is None else z.loc[self.rows[pid]].to_numpy(dtype=float) for pid in self.patient_ids}
+
+    def __len__(self) -> int:
+        return len(self.patient_ids)
+
+    def key_row(self, patient_id: str) -> int:
+        """The cache row a patient's volume prediction is stored under (its first slice)."""
+        return int(self.rows[patient_id][0])
+
+    def volume(self, patient_id: str) -> np.ndarray:
+        """The patient's volume ``(depth, S, S)``, float32 in [0, 1]."""
+        rows = self.rows[patient_id]
+        return resample_depth(np.asarray(self.prepared.images[rows]), self._z[patient_id], self.depth)
+
+    def load(self, patient_ids: list[str]) -> torch.Tensor:
+        """Volumes of ``patient_ids`` as a float tensor ``(B, 1, depth, S, S)`` in [0, 1]."""
+        if not patient_ids:
+            size = self.prepared.images.shape[-1]
+            return torch.zeros((0, 1, self.depth, size, size))
+        return torch.from_numpy(np.stack([self.volume(p) for p in patient_ids])).unsqueeze(1)
+
+    def epoch_order(self, seed: int, epoch: int) -> tuple[list[str], np.ndarray]:
+        """Shuffled patients and their labels for one training epoch (depends only on seed and epoch)."""
+        rng = np.random.default_rng(derive_seed(seed, "epoch-volumes", epoch))
+        order = rng.permutation(len(self.patient_ids))
+        pids = [self.patient_ids[i] for i in order]
+        return pids, np.array([self.labels[p] for p in pids])
+
+    def slices_per_epoch(self, slices_per_patient: int | None = None) -> int:
+        """Training items per epoch: one volume per patient (``slices_per_patient`` does not apply)."""
+        return len(self.patient_ids)
+
+    def steps_per_epoch(self, batch_size: int, slices_per_patient: int | None = None) -> int:
+        return math.ceil(len(self.patient_ids) / batch_size)
+
+    def train_batches(
+        self, *, seed: int, epoch: int, batch_size: int, slices_per_patient: int | None, augment: AugmentConfig,
+        start_step: int = 0, workers: int = 0, pin_memory: bool = False, shard: tuple[int, int] | None = None,
+    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """``(step, volumes, labels)`` of one epoch; volumes ``(B, 1, depth, c, c)`` augmented and cropped.
+
+        As :meth:`pdstudy.learn.dataset.SliceSet.train_batches` (same arguments, same worker and shard
+        rules); every batch depends only on ``(seed, epoch, step)``.
+        """
+        pids, labels = self.epoch_order(seed, epoch)
+        steps = _VolumeSteps(self, pids, labels, seed=seed, epoch=epoch, batch_size=batch_size, augment=augment,
+                             start_step=start_step, shard=shard)
+        if workers > 0:
+            loader = torch.utils.data.DataLoader(steps, batch_size=None, shuffle=False, num_workers=workers,
+                                                 pin_memory=pin_memory and torch.cuda.is_available())
+            for i, (x, y) in enumerate(loader):
+                yield start_step + i, x, y
+            return
+        pin = pin_memory and torch.cuda.is_available()
+        for i in range(len(steps)):
+            x, y = steps[i]
+            yield start_step + i, (x.pin_memory() if pin else x), y
+
+    def eval_batches(self, *, batch_size: int, crop_size: int) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """``(key rows, centre-cropped volumes)`` of every patient, in order.
+
+        ``batch_size`` counts slices, as for ``SliceSet``: each batch holds ``max(1, batch_size // depth)``
+        volumes, so evaluation memory stays that of a slice batch.
+        """
+        per_batch = max(1, batch_size // self.depth)
+        for i in range(0, len(self.patient_ids), per_batch):
+            pids = self.patient_ids[i:i + per_batch]
+            yield np.array([self.key_row(p) for p in pids]), centre_crop(self.load(pids), crop_size)
+
+
+class _VolumeSteps(torch.utils.data.Dataset):
+    """One epoch's augmented volume batches, indexed by step (from ``start_step``), for DataLoader workers."""
+
+    def __init__(self, data: VolumeSet, pids: list[str], labels: np.ndarray, *, seed: int, epoch: int,
+                 batch_size: int, augment: AugmentConfig, start_step: int = 0,
+                 shard: tuple[int, int] | None = None) -> None:
+        self.data, self.pids, self.labels = data, pids, labels
+        self.seed, self.epoch, self.batch_size, self.augment = seed, epoch, batch_size, augment
+        self.start_step = start_step
+        self.shard = shard
+        self.n_steps = math.ceil(len(pids) / batch_size)
+
+    def __len__(self) -> int:
+        return max(0, self.n_steps - self.start_step)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        step = self.start_step + i
+        if not 0 <= i < len(self):
+            raise IndexError(f"step {step} out of range (epoch has {self.n_steps} steps)")
+        sl = slice(step * self.batch_size, (step + 1) * self.batch_size)
+        pids, labels = self.pids[sl], self.labels[sl]
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, "augment-volumes", self.epoch, step))
+        if self.shard is not None:  # data-parallel: this process's contiguous share of the global batch
+            lo, hi = shard_bounds(len(pids), *self.shard)
+            x = augment_volumes(self.data.load(pids[lo:hi]), self.augment, gen, batch=len(pids), offset=lo)
+            return x, torch.from_numpy(labels[lo:hi]).long()
+        return augment_volumes(self.data.load(pids), self.augment, gen), torch.from_numpy(labels).long()
