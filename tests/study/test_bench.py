@@ -36,7 +36,11 @@ def test_bench_smoke_writes_json(tmp_path):
     assert results["pipeline_efficiency"]["in_memory_images_per_s"] > 0
     assert {"cpu_count", "torch", "device", "python", "platform"} <= set(results["machine"])
     assert ("gpu" in results) == torch.cuda.is_available()
+    clinical = results["clinical"]  # the clinical-size section, at tiny size
+    for key in ("export_speedup", "preprocess_speedup", "peak_memory_gib"):
+        assert clinical[key]["pass"] is None and clinical[key]["value"] > 0, key
     assert "preprocess_speedup" in proc.stdout and "SMOKE" in proc.stdout  # the table
+    assert "export_speedup" in proc.stdout  # the clinical table
     assert "[bench]" in proc.stderr  # progress on stderr
     assert not list((tmp_path / "work").iterdir())  # temporary cohort removed
 

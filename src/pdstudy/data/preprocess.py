@@ -21,7 +21,7 @@ import traceback
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -224,7 +224,7 @@ def _process(pid: str, row: dict[str, str], folder: Path, root: Path, config: Pr
         raise PatientDataError("PixelSpacing missing or invalid: cannot resample to the physical grid")
     if len(spacings) > 1:
         notes.append(f"{len(spacings)} different pixel spacings in the series: each slice resampled on its own")
-    mask_volume = _load_mask(root, row.get("mask_path", ""), kept) if row.get("mask_path") else None
+    mask_volume, mask_planes = _load_mask(root, row["mask_path"], kept) if row.get("mask_path") else (None, [])
     size, lo, hi = int(config.image_size), *config.hu_window
     images = np.empty((len(kept), size, size), dtype=np.uint8)
     masks = np.empty((len(kept), size, size), dtype=np.uint8) if mask_volume is not None else None
@@ -238,8 +238,8 @@ def _process(pid: str, row: dict[str, str], folder: Path, root: Path, config: Pr
             resample_to_uint8(windowed_hu(stored, ref.slope, ref.intercept, lo, hi),  # type: ignore[arg-type]
                               ref.pixel_spacing, config.pixel_mm, size, out=images[i])  # type: ignore[arg-type]
             if masks is not None and mask_volume is not None:
-                resample_mask_to_grid(mask_volume[i], ref.pixel_spacing, config.pixel_mm,  # type: ignore[arg-type]
-                                      size, out=masks[i])
+                resample_mask_to_grid(mask_volume[mask_planes[i]], ref.pixel_spacing,  # type: ignore[arg-type]
+                                      config.pixel_mm, size, out=masks[i])
     scan.headers.clear()
     scan.contents.clear()
     return PatientResult(
@@ -250,7 +250,13 @@ def _process(pid: str, row: dict[str, str], folder: Path, root: Path, config: Pr
     )
 
 
-def _load_mask(root: Path, rel: str, kept: list) -> np.ndarray | None:
+def _load_mask(root: Path, rel: str, kept: list) -> tuple[np.ndarray, list[int]]:
+    """The mask volume of ``mask_path`` and the index of its plane at each kept slice's z.
+
+    Planes are picked by index where used (no copy of the picked planes); integer and boolean masks
+    keep their type (:func:`resample_mask_to_grid` thresholds them exactly as float32), others become
+    float32 as before.
+    """
     path = root / rel
     if not path.is_file():
         raise PatientDataError(f"mask file {rel} (mask_path in manifest) not found")
@@ -262,7 +268,9 @@ def _load_mask(root: Path, rel: str, kept: list) -> np.ndarray | None:
         if abs(float(z[j]) - ref.z) > 1e-2:
             raise PatientDataError(f"mask file {rel} has no plane at z = {ref.z:g} mm")
         picks.append(j)
-    return np.asarray(mask[picks], dtype=np.float32)
+    if mask.dtype.kind not in "biu":
+        mask = np.asarray(mask, dtype=np.float32)
+    return mask, picks
 
 
 def cache_key(manifest_sha: str, config: PrepareConfig, signature: Mapping[str, object], *,
@@ -820,13 +828,19 @@ def content_digest(folder: str | Path) -> str:
     sizes and modification times, so that a changed file is never reused, and differs between copies).
     """
     folder = Path(folder)
+    names = [name for name in ("images.npy", "masks.npy", "index.csv") if (folder / name).is_file()]
+
+    def digest(name: str) -> bytes:
+        with (folder / name).open("rb") as f:
+            return hashlib.file_digest(f, "sha256").digest()
+
+    # The files are hashed side by side (hashlib and file reads release the GIL), combined in order.
+    with ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
+        digests = list(pool.map(digest, names))
     h = hashlib.sha256()
-    for name in ("images.npy", "masks.npy", "index.csv"):
-        path = folder / name
-        if path.is_file():
-            h.update(name.encode() + b"\0")
-            with path.open("rb") as f:
-                h.update(hashlib.file_digest(f, "sha256").digest())
+    for name, file_hash in zip(names, digests):
+        h.update(name.encode() + b"\0")
+        h.update(file_hash)
     return h.hexdigest()
 
 

@@ -1,6 +1,6 @@
-"""Reading CT series from DICOM: header scanning and series grouping (``_scan``), contrast phase, series choice
-and slice order (``_phase``), manifest IDs against header identities (``_identity``), stored values to HU and
-the window (``_pixels``), physical resampling (``_resample``).
+"""Reading CT series from DICOM: header scanning and series grouping (``_scan``, its fast header parse in
+``_header``), contrast phase, series choice and slice order (``_phase``), manifest IDs against header identities
+(``_identity``), stored values to HU and the window (``_pixels``), physical resampling (``_resample``).
 
 The public names are re-exported here. See docs/preprocessing.md.
 """

@@ -46,9 +46,11 @@ def windowed_hu(pixels: np.ndarray, slope: float | None, intercept: float | None
                 hi: float = HU_WINDOW[1]) -> np.ndarray:
     """``window(to_hu(pixels, slope, intercept), lo, hi)`` in one float32 buffer: the same values, bit for bit.
 
-    The same float32 operations in the same order, done in place instead of through four temporaries.
-    Bounds that are not plain Python numbers (e.g. NumPy float64, which NumPy does not treat as
-    weakly typed) take the two-step route, whose precision then differs.
+    The same float32 operations in the same order, done in place instead of through four temporaries:
+    the conversion to float32 is fused with the first operation (NumPy casts each value to float32
+    before operating, as ``astype`` does), and a slope of exactly 1 is not multiplied (``x * 1`` is
+    ``x`` in floating point). Bounds that are not plain Python numbers (e.g. NumPy float64, which
+    NumPy does not treat as weakly typed) take the two-step route, whose precision then differs.
     """
     if not hi > lo:
         raise ValueError(f"window upper bound must exceed lower bound, got [{lo}, {hi}]")
@@ -56,9 +58,13 @@ def windowed_hu(pixels: np.ndarray, slope: float | None, intercept: float | None
         return window(to_hu(pixels, slope, intercept), lo, hi)
     s = 1.0 if slope is None else float(slope)
     b = 0.0 if intercept is None else float(intercept)
-    out = pixels.astype(np.float32)
-    np.multiply(out, np.float32(s), out=out)
-    np.add(out, np.float32(b), out=out)
+    pixels = np.asarray(pixels)
+    out = np.empty(pixels.shape, dtype=np.float32)
+    if np.float32(s) == np.float32(1.0):
+        np.add(pixels, np.float32(b), out=out, dtype=np.float32, casting="unsafe")
+    else:
+        np.multiply(pixels, np.float32(s), out=out, dtype=np.float32, casting="unsafe")
+        np.add(out, np.float32(b), out=out)
     np.clip(out, lo, hi, out=out)
     np.subtract(out, lo, out=out)
     np.divide(out, hi - lo, out=out)
@@ -114,15 +120,19 @@ def _native_plane(path: Path, header: pydicom.Dataset, frame: int | None, conten
             return None
         arr = np.frombuffer(content, dtype=dtype, count=rows * cols, offset=start).reshape(rows, cols).copy()
     else:
-        buffer = bytearray(plane_bytes)
+        arr = np.empty((rows, cols), dtype=dtype)  # filled by the read (no zero-filled buffer first)
         try:
-            with open(path, "rb") as fh:
+            with open(path, "rb", buffering=0) as fh:
                 fh.seek(start)
-                if fh.readinto(buffer) != plane_bytes:
-                    return None
+                done = 0
+                view = memoryview(arr).cast("B")
+                while done < plane_bytes:
+                    step = fh.readinto(view[done:])
+                    if not step:
+                        return None
+                    done += step
         except OSError:
             return None
-        arr = np.frombuffer(buffer, dtype=dtype).reshape(rows, cols)
     if stored < allocated:  # as pydicom: shift the unused high bits out (sign-extending signed values)
         shift = allocated - stored
         np.left_shift(arr, shift, out=arr)

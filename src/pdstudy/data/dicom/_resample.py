@@ -34,6 +34,24 @@ def _pil_array(im: Image.Image, dtype: type[np.generic]) -> np.ndarray:
     return np.asarray(im, dtype=dtype)
 
 
+def _float_image(image: np.ndarray) -> Image.Image:
+    """``Image.fromarray(image as float32, mode="F")``: the same image, on the array's memory where Pillow allows.
+
+    ``fromarray`` copies a float image into Pillow's memory (as long as a fifth of the bilinear resize
+    of a 512 px slice); Pillow's ``map_buffer`` reads the C-contiguous float32 array in place (the
+    image holds a reference to it). Where that is not available, ``fromarray``.
+    """
+    arr = np.ascontiguousarray(image, dtype=np.float32)
+    if arr.ndim == 2 and arr.dtype.isnative and arr.size:
+        try:
+            mapped = Image.core.map_buffer(arr, (arr.shape[1], arr.shape[0]), "raw", 0, ("F", 0, 1))
+            if mapped.mode == "F" and mapped.size == (arr.shape[1], arr.shape[0]):
+                return Image.new("F", (0, 0))._new(mapped)
+        except Exception:  # another Pillow: the public way
+            pass
+    return Image.fromarray(arr, mode="F")
+
+
 def _grid_shape(shape: tuple[int, ...], pixel_spacing: tuple[float, float], target_spacing: float,
                 size: int) -> tuple[int, int]:
     """(rows, cols) of an image of ``shape`` resampled to ``target_spacing`` mm pixels."""
@@ -81,13 +99,16 @@ def resample_mask_to_grid(mask: np.ndarray, pixel_spacing: tuple[float, float], 
     """``resample_to_grid(mask, ..., nearest=True) > 0.5`` as uint8 0/1, into ``out`` if given.
 
     Nearest neighbour only picks source pixels, and which ones depends on nothing but the sizes:
-    the mask is thresholded first (as float32, as :func:`resample_to_grid` would see it) and the
-    picks Pillow makes (:func:`_nearest_picks`) are applied by indexing, for the canvas part only.
+    the picks Pillow makes (:func:`_nearest_picks`) are applied by indexing, for the canvas part
+    only, and the picked pixels thresholded (as float32, as :func:`resample_to_grid` would see
+    them). An integer or boolean mask is thresholded as it is (``> 0``: for integers the same as
+    their float32 value ``> 0.5``), without a float32 copy.
     """
     new_h, new_w = _grid_shape(mask.shape, pixel_spacing, target_spacing, size)
-    binary = np.asarray(mask, dtype=np.float32) > 0.5
+    mask = np.asarray(mask)
     picks_r, picks_c = _nearest_picks(mask.shape[0], new_h, 0), _nearest_picks(mask.shape[1], new_w, 1)
     if picks_r is None or picks_c is None:  # not expected for a whole-image resize: Pillow does it
+        binary = mask > 0 if mask.dtype.kind in "biu" else np.asarray(mask, dtype=np.float32) > 0.5
         image = Image.fromarray(binary.astype(np.uint8), mode="L")
         return _crop_pad(_pil_array(image.resize((new_w, new_h), Image.NEAREST), np.uint8), size, 0, out)
     if out is None:
@@ -97,8 +118,14 @@ def resample_mask_to_grid(mask: np.ndarray, pixel_spacing: tuple[float, float], 
     src_r0, dst_r0 = max(0, (new_h - size) // 2), max(0, (size - new_h) // 2)
     src_c0, dst_c0 = max(0, (new_w - size) // 2), max(0, (size - new_w) // 2)
     h, w = min(size, new_h), min(size, new_w)
-    # Rows first, then columns: two plain gathers (an np.ix_ gather is several times slower).
-    out[dst_r0:dst_r0 + h, dst_c0:dst_c0 + w] = binary[picks_r[src_r0:src_r0 + h]][:, picks_c[src_c0:src_c0 + w]]
+    # Rows first, then columns: two plain gathers (an np.ix_ gather is several times slower); the comparison
+    # writes its 0/1 straight into the canvas.
+    picked = mask.take(picks_r[src_r0:src_r0 + h], axis=0).take(picks_c[src_c0:src_c0 + w], axis=1)
+    canvas = out[dst_r0:dst_r0 + h, dst_c0:dst_c0 + w]
+    if picked.dtype.kind in "biu":
+        np.greater(picked, 0, out=canvas, casting="unsafe")
+    else:
+        np.greater(np.asarray(picked, dtype=np.float32), 0.5, out=canvas, casting="unsafe")
     return out
 
 
@@ -110,8 +137,7 @@ def resample_to_uint8(image: np.ndarray, pixel_spacing: tuple[float, float], tar
     operations), straight from Pillow's output, without the intermediate float canvas.
     """
     new_h, new_w = _grid_shape(image.shape, pixel_spacing, target_spacing, size)
-    pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
-    resized = _pil_array(pil.resize((new_w, new_h), Image.BILINEAR), np.float32)
+    resized = _pil_array(_float_image(image).resize((new_w, new_h), Image.BILINEAR), np.float32)
     src_r0, dst_r0 = max(0, (new_h - size) // 2), max(0, (size - new_h) // 2)
     src_c0, dst_c0 = max(0, (new_w - size) // 2), max(0, (size - new_w) // 2)
     h, w = min(size, new_h), min(size, new_w)

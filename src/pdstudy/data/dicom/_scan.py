@@ -25,6 +25,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
+from pdstudy.data.dicom._header import parse_header
+
 
 class PatientDataError(Exception):
     """A problem with one patient's images; the patient is excluded with this message as reason."""
@@ -353,6 +355,8 @@ _HEADER_TAGS = (
     *_PIXEL_TAGS,
 )
 _HEADER_TAG_LIST = [BaseTag(t) for t in _HEADER_TAGS]  # as dcmread converts them (once, not per file)
+_HEADER_TAG_SET = frozenset(_HEADER_TAGS)
+_DEFER_SIZE = 1024
 
 
 #: Files up to this size are read in one piece and parsed from memory (pydicom parses a bytes buffer
@@ -361,21 +365,69 @@ _WHOLE_FILE_BYTES = 1 << 20
 #: Bytes of such files one scan keeps (:attr:`ScanResult.contents`), so that the planes kept are
 #: decoded without reading their file again; files beyond the budget are read again when decoded.
 _CONTENTS_BYTES = 64 << 20
+#: Files larger than this are parsed from their first this-many bytes when their header ends inside them
+#: (:func:`_header_from_prefix`): the pixel data of a file that is not kept is never read. Smaller files are
+#: read whole (as cheap, and their bytes serve the decoding of the planes kept).
+_HEADER_PREFIX_BYTES = 64 << 10
+
+
+def _parse_header(buffer: bytes) -> pydicom.Dataset:
+    """``pydicom.dcmread(io.BytesIO(buffer), defer_size=1024, specific_tags=_HEADER_TAGS)``.
+
+    The common case (preamble, little endian, no undefined length) is parsed by
+    :func:`pdstudy.data.dicom._header.parse_header`, which builds the same dataset several times
+    faster; anything else by pydicom.
+    """
+    ds = parse_header(buffer, specific_tags=_HEADER_TAG_SET, defer_size=_DEFER_SIZE)
+    if ds is None:
+        ds = pydicom.dcmread(io.BytesIO(buffer), defer_size=_DEFER_SIZE, specific_tags=_HEADER_TAG_LIST)
+    return ds
+
+
+def _header_from_prefix(prefix: bytes, file_size: int) -> pydicom.Dataset | None:
+    """The header dataset parsed from a file's first bytes, or None when it cannot be the whole file's.
+
+    It is the whole file's (the same elements, values and offsets) when the parse reaches an uncompressed
+    PixelData element that is deferred, that runs to or past the end of ``prefix`` and ends inside the
+    file: every element :data:`_HEADER_TAGS` names lies before PixelData (tags ascend), and nothing
+    after it is kept. Anything else (compressed or float pixel data, a header longer than ``prefix``, a
+    file cut short, a parse error) gives None, and the caller parses the whole file as before.
+    """
+    try:
+        ds = _parse_header(prefix)
+    except Exception:
+        return None
+    elem = _element(ds, _PIXEL_DATA)
+    if (type(elem) is not RawDataElement or elem.value is not None or elem.value_tell is None
+            or elem.length == 0xFFFFFFFF or _FLOAT_PIXEL_DATA in ds or _DOUBLE_PIXEL_DATA in ds):
+        return None
+    end = elem.value_tell + elem.length
+    return ds if len(prefix) <= end <= file_size else None
 
 
 def _dcmread_header(path: Path) -> tuple[pydicom.Dataset, bytes | None]:
     """``pydicom.dcmread(path, defer_size=1024, specific_tags=_HEADER_TAGS)``, the same dataset, parsed faster.
 
-    Returns the dataset and, for a file read in one piece, its bytes. A file parsed from memory is
-    tied back to its path (as if parsed from the file), so that deferred values (pixel data,
-    large sequences) are read from the file when needed.
+    Returns the dataset and, for a file read in one piece, its bytes (None when only its header, or
+    nothing, was read into memory). A file larger than :data:`_HEADER_PREFIX_BYTES` is parsed from
+    its first bytes when its header ends there (:func:`_header_from_prefix`); otherwise a file up to
+    :data:`_WHOLE_FILE_BYTES` is read whole and parsed from memory (:func:`_parse_header`), a larger
+    one by pydicom from the file. A dataset parsed from memory is tied back to its path (as if parsed
+    from the file), so that deferred values (pixel data, large sequences) are read from the file when
+    needed.
     """
     with open(path, "rb") as fh:
         stat = os.fstat(fh.fileno())
+        if stat.st_size > _HEADER_PREFIX_BYTES:
+            ds = _header_from_prefix(fh.read(_HEADER_PREFIX_BYTES), stat.st_size)
+            if ds is not None:
+                ds.buffer, ds.filename, ds.fileobj_type, ds.timestamp = None, str(path), open, stat.st_mtime
+                return ds, None
+            fh.seek(0)
         data = fh.read() if stat.st_size <= _WHOLE_FILE_BYTES else None
     if data is None:
-        return pydicom.dcmread(path, defer_size=1024, specific_tags=_HEADER_TAG_LIST), None
-    ds = pydicom.dcmread(io.BytesIO(data), defer_size=1024, specific_tags=_HEADER_TAG_LIST)
+        return pydicom.dcmread(path, defer_size=_DEFER_SIZE, specific_tags=_HEADER_TAG_LIST), None
+    ds = _parse_header(data)
     ds.buffer, ds.filename, ds.fileobj_type, ds.timestamp = None, str(path), open, stat.st_mtime
     return ds, data
 

@@ -262,6 +262,34 @@ def check_clinical_signal(value: Any) -> float:
     return float(value)
 
 
+def check_phase_options(phase_style: Any = None, all_phases: Any = False) -> tuple[str | None, bool]:
+    """Check the ``phase_style`` and ``all_phases`` of the synthetic cohort.
+
+    Parameters
+    ----------
+    phase_style : Any
+        None (drawn per patient) or one of :data:`PHASE_STYLES`.
+    all_phases : Any
+        A bool.
+
+    Returns
+    -------
+    tuple
+        ``(phase_style, all_phases)`` as ``str | None`` and ``bool``.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter and what was expected.
+    """
+    if phase_style is not None and (not isinstance(phase_style, str) or phase_style not in PHASE_STYLES):
+        raise ValueError(f"phase_style must be None (drawn per patient) or one of {list(PHASE_STYLES)}, "
+                         f"got {phase_style!r}")
+    if not isinstance(all_phases, (bool, np.bool_)):
+        raise ValueError(f"all_phases must be True or False, got {all_phases!r}")
+    return phase_style, bool(all_phases)
+
+
 def _assign_groups(patients: int, seed: int) -> pd.DataFrame:
     """Split, response, RECIST and exclusion of every screened patient, in random patient order."""
     c = cohort_counts(patients)
@@ -364,8 +392,13 @@ def _oracle_score(features: pd.DataFrame) -> np.ndarray:
     return score
 
 
-def _nuisance(patients: int, slices: int, size: int, seed: int) -> pd.DataFrame:
-    """Per-patient acquisition and anatomy variables unrelated to the response."""
+def _nuisance(patients: int, slices: int, size: int, seed: int, phase_style: str | None = None,
+              all_phases: bool = False) -> pd.DataFrame:
+    """Per-patient acquisition and anatomy variables unrelated to the response.
+
+    ``phase_style`` and ``all_phases`` override two columns after every draw, so the random stream, and so
+    every other variable, is the same with or without them.
+    """
     rng = _rng(seed, "nuisance")
     n = patients
     df = pd.DataFrame(index=range(n))
@@ -410,6 +443,10 @@ def _nuisance(patients: int, slices: int, size: int, seed: int) -> pd.DataFrame:
     df["tumour_aspect"] = rng.uniform(0.85, 1.0, n)
     df["tumour_z_aspect"] = rng.uniform(1.1, 1.3, n)
     df["tumour_z_pos"] = rng.random(n)
+    if phase_style is not None:
+        df["phase_style"] = PHASE_STYLES.index(phase_style)
+    if all_phases:
+        df["has_non_contrast"] = 1  # read only for patients with a portal-venous series (_series_plan)
     return df
 
 
@@ -422,11 +459,19 @@ def _uid(*parts: object) -> str:
     return f"2.25.{uuid.uuid5(_UID_NAMESPACE, name).int}"
 
 
-def _uid_key(patients: int, seed: int, slices: int, size: int, clinical_signal: float = 1.0) -> tuple[Any, ...]:
-    """The parameters that enter every UID of a cohort; ``clinical_signal`` only when it is not the default 1,
-    so that the default cohort keeps its UIDs and cohorts of other values never share one."""
+def _uid_key(patients: int, seed: int, slices: int, size: int, clinical_signal: float = 1.0,
+             phase_style: str | None = None, all_phases: bool = False) -> tuple[Any, ...]:
+    """The parameters that enter every UID of a cohort; ``clinical_signal``, ``phase_style`` and ``all_phases``
+    only when they are not their defaults, so that the default cohort keeps its UIDs and cohorts of other values
+    never share one."""
     key: tuple[Any, ...] = (seed, patients, slices, size)
-    return key if float(clinical_signal) == 1.0 else (*key, f"clinical_signal={float(clinical_signal)!r}")
+    if float(clinical_signal) != 1.0:
+        key = (*key, f"clinical_signal={float(clinical_signal)!r}")
+    if phase_style is not None:
+        key = (*key, f"phase_style={phase_style}")
+    if all_phases:
+        key = (*key, "all_phases=True")
+    return key
 
 
 def _series_plan(row: pd.Series, key: tuple[Any, ...]) -> list[dict[str, Any]]:
@@ -468,8 +513,10 @@ def _series_plan(row: pd.Series, key: tuple[Any, ...]) -> list[dict[str, Any]]:
     return series
 
 
-def _check_params(patients: int, seed: int, slices: int, size: int, clinical_signal: float = 1.0) -> None:
+def _check_params(patients: int, seed: int, slices: int, size: int, clinical_signal: float = 1.0,
+                  phase_style: str | None = None, all_phases: bool = False) -> None:
     check_clinical_signal(clinical_signal)
+    check_phase_options(phase_style, all_phases)
     if patients < 4:
         raise ValueError(f"patients must be >= 4, got {patients}")
     if seed < 0:
@@ -480,16 +527,18 @@ def _check_params(patients: int, seed: int, slices: int, size: int, clinical_sig
         raise ValueError(f"size must be >= 32, got {size}")
 
 
-def _plan(patients: int, seed: int, slices: int = 24, size: int = 128, clinical_signal: float = 1.0) -> pd.DataFrame:
+def _plan(patients: int, seed: int, slices: int = 24, size: int = 128, clinical_signal: float = 1.0, *,
+          phase_style: str | None = None, all_phases: bool = False) -> pd.DataFrame:
     """Everything about every patient except pixels: groups, covariates, latent features, nuisance, headers."""
-    _check_params(patients, seed, slices, size, clinical_signal)
+    _check_params(patients, seed, slices, size, clinical_signal, phase_style, all_phases)
     clinical_signal = float(clinical_signal)
+    all_phases = bool(all_phases)
     groups = _assign_groups(patients, seed)
     plan = pd.concat([
         groups,
         _dilute(_clinical(groups, seed), groups, seed, clinical_signal),
         _tumour_features((groups["response"] == "poor").to_numpy(dtype=float), seed),
-        _nuisance(patients, slices, size, seed),
+        _nuisance(patients, slices, size, seed, phase_style, all_phases),
     ], axis=1)
     width = max(4, len(str(patients)))
     plan.insert(0, "patient_id", [f"SYN{i + 1:0{width}d}" for i in range(patients)])
@@ -501,7 +550,7 @@ def _plan(patients: int, seed: int, slices: int = 24, size: int = 128, clinical_
     plan["accession"] = [f"ACC{v:08d}" for v in rng.integers(0, 10**8, patients)]
     plan["birth_days"] = rng.integers(0, 360, patients)
 
-    key = _uid_key(patients, seed, slices, size, clinical_signal)
+    key = _uid_key(patients, seed, slices, size, clinical_signal, phase_style, all_phases)
     plan["study_uid"] = [_uid(*key, i, "study") for i in range(patients)]
     plan["frame_uid"] = [_uid(*key, i, "frame") for i in range(patients)]
     plan["series"] = [_series_plan(row, (*key, i)) for i, row in plan.iterrows()]
@@ -538,12 +587,13 @@ def _manifest(plan: pd.DataFrame, slices: int) -> pd.DataFrame:
 
 
 def plan_cohort(patients: int = 164, seed: int = 0, *, slices: int = 24, size: int = 128,
-                clinical_signal: float = 1.0) -> pd.DataFrame:
+                clinical_signal: float = 1.0, phase_style: str | None = None, all_phases: bool = False
+                ) -> pd.DataFrame:
     """The manifest :func:`generate_cohort` writes, computed without writing any DICOM.
 
     Parameters
     ----------
-    patients, seed, slices, size, clinical_signal
+    patients, seed, slices, size, clinical_signal, phase_style, all_phases
         As for :func:`generate_cohort`.
 
     Returns
@@ -551,7 +601,8 @@ def plan_cohort(patients: int = 164, seed: int = 0, *, slices: int = 24, size: i
     pandas.DataFrame
         One row per screened patient, every manifest column as string.
     """
-    return _manifest(_plan(patients, seed, slices, size, clinical_signal), slices)
+    return _manifest(_plan(patients, seed, slices, size, clinical_signal, phase_style=phase_style,
+                           all_phases=all_phases), slices)
 
 
 def sample_latent(n: int, seed: int) -> pd.DataFrame:

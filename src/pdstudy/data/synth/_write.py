@@ -37,6 +37,7 @@ from pdstudy.data.synth._plan import (
     _uid,
     _uid_key,
     check_clinical_signal,
+    check_phase_options,
     cohort_counts,
 )
 from pdstudy.data.synth._render import AIR, LIVER, TUMOUR, _anatomy, _render, _stored
@@ -224,17 +225,25 @@ def _write_patient(root: Path, p: pd.Series, i: int, slices: int, size: int, see
     return rows
 
 
-def _parameters(patients: int, seed: int, slices: int, size: int, clinical_signal: float = 1.0) -> dict[str, Any]:
-    """``synth.json``'s parameters; ``clinical_signal`` only when it is not the default 1, so that the default
-    cohort's ``synth.json`` (and the slice-cache key built from it) stays what it was before the parameter."""
+def _parameters(patients: int, seed: int, slices: int, size: int, clinical_signal: float = 1.0,
+                phase_style: str | None = None, all_phases: bool = False) -> dict[str, Any]:
+    """``synth.json``'s parameters; ``clinical_signal``, ``phase_style`` and ``all_phases`` only when they are not
+    their defaults, so that the default cohort's ``synth.json`` (and the slice-cache key built from it) stays what it
+    was before the parameters."""
     out: dict[str, Any] = {"patients": int(patients), "seed": int(seed), "slices": int(slices), "size": int(size)}
     if check_clinical_signal(clinical_signal) != 1.0:
         out["clinical_signal"] = float(clinical_signal)
+    phase_style, all_phases = check_phase_options(phase_style, all_phases)
+    if phase_style is not None:
+        out["phase_style"] = phase_style
+    if all_phases:
+        out["all_phases"] = True
     return {**out, "generator_version": GENERATOR_VERSION}
 
 
 def generate_cohort(out: str | Path, *, patients: int = 164, seed: int = 0, slices: int = 24, size: int = 128,
-                    clinical_signal: float = 1.0, show_progress: bool = True) -> Path:
+                    clinical_signal: float = 1.0, phase_style: str | None = None, all_phases: bool = False,
+                    show_progress: bool = True) -> Path:
     """Write a synthetic cohort as CT DICOM files, tumour masks and a manifest.
 
     Writes ``out/<folder>/ST0001/SE<nnnn>/<n>.dcm`` (``<folder>`` = the header PatientID),
@@ -261,6 +270,18 @@ def generate_cohort(out: str | Path, *, patients: int = 164, seed: int = 0, slic
         the response); 0 draws both response groups of a split from the same pooled margins (no
         association); values between mix the two (docs/synthetic_cohort.md, "Clinical covariates"). The
         images do not depend on it.
+    phase_style : {None, "explicit", "protocol", "generic"}
+        How every patient's series are told apart (:data:`PHASE_STYLES`, docs/synthetic_cohort.md, "Contrast
+        phases"): None (default) draws the style per patient (about 45 % ``explicit``, 25 % ``protocol``,
+        30 % ``generic``); a style gives it to every patient. ``explicit`` names the phase in SeriesDescription.
+    all_phases : bool
+        False (default): about 40 % of the patients with a portal-venous series also have a non-contrast one.
+        True: every patient with a portal-venous series (the included ones and those excluded for metastasis)
+        has all three (arterial, portal venous, non-contrast). The patients without a portal-venous series by
+        design (``counts["no_pvp"]`` of :func:`cohort_counts`) keep the series the plan gives them (arterial
+        and/or non-contrast), so they are still excluded for it. Neither parameter changes any other draw:
+        patients, manifest, masks and the pixels of each series are those of the default cohort (the UIDs
+        and the headers that name the phase differ).
     show_progress : bool
         Show a tqdm progress bar over patients.
 
@@ -274,14 +295,15 @@ def generate_cohort(out: str | Path, *, patients: int = 164, seed: int = 0, slic
     FileExistsError
         If ``out`` exists and is not empty.
     ValueError
-        If ``patients < 4``, ``seed < 0``, ``slices < 8``, ``size < 32`` or ``clinical_signal`` outside [0, 1].
+        If ``patients < 4``, ``seed < 0``, ``slices < 8``, ``size < 32``, ``clinical_signal`` outside [0, 1],
+        ``phase_style`` not None or one of :data:`PHASE_STYLES`, or ``all_phases`` not a bool.
     """
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty; generate into a new folder or use ensure_cohort")
-    plan = _plan(patients, seed, slices, size, clinical_signal)
+    plan = _plan(patients, seed, slices, size, clinical_signal, phase_style=phase_style, all_phases=all_phases)
     (out / "masks").mkdir(parents=True, exist_ok=True)
-    key = _uid_key(patients, seed, slices, size, clinical_signal)
+    key = _uid_key(patients, seed, slices, size, clinical_signal, phase_style, bool(all_phases))
     series_rows: list[dict[str, Any]] = []
     for i, p in tqdm(plan.iterrows(), total=len(plan), desc="synthetic cohort", unit="patient",
                      disable=not show_progress):
@@ -290,7 +312,7 @@ def generate_cohort(out: str | Path, *, patients: int = 164, seed: int = 0, slic
     manifest = write_csv(out / "manifest.csv", _manifest(plan, slices))
     c = cohort_counts(patients)
     write_json(out / "synth.json", {
-        "parameters": _parameters(patients, seed, slices, size, clinical_signal),
+        "parameters": _parameters(patients, seed, slices, size, clinical_signal, phase_style, all_phases),
         "generator_version": GENERATOR_VERSION,
         "oracle_auc": {"value": ORACLE_AUC, "n": 2000, "seed": 0},
         "counts": {**c, "no_pvp_reason": NO_PVP_REASON, "metastasis_reason": METASTASIS},
@@ -316,7 +338,7 @@ def ensure_cohort(out: str | Path, **kwargs: Any) -> Path:
         cohort (``synth.json``); anything else raises :class:`FileExistsError`.
     **kwargs
         Passed to :func:`generate_cohort` (``patients``, ``seed``, ``slices``, ``size``, ``clinical_signal``,
-        ``show_progress``).
+        ``phase_style``, ``all_phases``, ``show_progress``).
 
     Returns
     -------
@@ -329,7 +351,8 @@ def ensure_cohort(out: str | Path, **kwargs: Any) -> Path:
         If ``out`` holds files but no ``synth.json``.
     """
     out = Path(out)
-    defaults = {"patients": 164, "seed": 0, "slices": 24, "size": 128, "clinical_signal": 1.0}
+    defaults = {"patients": 164, "seed": 0, "slices": 24, "size": 128, "clinical_signal": 1.0,
+                "phase_style": None, "all_phases": False}
     unknown = set(kwargs) - set(defaults) - {"show_progress"}
     if unknown:
         raise TypeError(f"unexpected argument(s) {sorted(unknown)}")
