@@ -9,11 +9,12 @@ from pdstudy.study.jobs import JobSpec, check_job
 from pdstudy.study.protocol import MODEL_PARAMETERS, VOLUME_DEPTH_DEFAULT, methods, study_configs
 
 
-def _params(tmp_path, **extra):
+def _params(tmp_path, *, without_model_parameters=False, **extra):
     params = {k: v for k, v in load_profile("quick").items() if k in STUDY_PARAMETERS}
     params.update(run_dir=str(tmp_path / "run"), data_dir=str(tmp_path / "data"), manifest="")
-    for name in MODEL_PARAMETERS:  # the defaults, however the profile sets them
-        params.pop(name, None)
+    if without_model_parameters:
+        for name in MODEL_PARAMETERS:
+            params.pop(name, None)
     params.update(extra)
     return params
 
@@ -21,9 +22,9 @@ def _params(tmp_path, **extra):
 def test_model_parameters_default_when_absent(tmp_path):
     if set(MODEL_PARAMETERS) <= set(STUDY_PARAMETERS):  # once every profile and notebook declares them
         with pytest.raises(ValueError, match="missing study parameter"):
-            study_configs(_params(tmp_path))
+            study_configs(_params(tmp_path, without_model_parameters=True))
         return
-    p, _, settings = study_configs(_params(tmp_path))
+    p, _, settings = study_configs(_params(tmp_path, without_model_parameters=True))
     assert settings.volume_depth == VOLUME_DEPTH_DEFAULT and settings.hybrid_depth is None
     assert not set(MODEL_PARAMETERS) & set(p)
 

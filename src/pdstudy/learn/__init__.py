@@ -107,6 +107,7 @@ from pdstudy.learn.train import (
 )
 from pdstudy.learn.volumes import (
     VolumeSet,
+    depth_positions,
     resample_depth,
 )
 
@@ -156,6 +157,7 @@ __all__ = [
     "compute_cam",
     "compute_volume_cam",
     "count_parameters",
+    "depth_positions",
     "distillation_loss",
     "get_architecture",
     "global_mean",

@@ -21,7 +21,7 @@ from pdstudy.data.cache import PreparedCohort
 from pdstudy.learn.dataset import AugmentConfig, augment_volumes, centre_crop
 from pdstudy.learn.distributed import shard_bounds
 
-__all__ = ["VolumeSet", "resample_depth"]
+__all__ = ["VolumeSet", "depth_positions", "resample_depth"]
 
 
 def resample_depth(images: np.ndarray, z_mm: np.ndarray | None, depth: int) -> np.ndarray:
@@ -52,17 +52,42 @@ def resample_depth(images: np.ndarray, z_mm: np.ndarray | None, depth: int) -> n
     n = len(vol)
     if n == 1:
         return np.repeat(vol, depth, axis=0)
-    index = np.arange(n, dtype=np.float64)
-    target = np.linspace(0.0, 1.0, depth)
-    z = None if z_mm is None else np.asarray(z_mm, dtype=np.float64)
-    if z is not None and len(z) == n and (np.all(np.diff(z) > 0) or np.all(np.diff(z) < 0)):
-        position = np.interp(target, (z - z[0]) / (z[-1] - z[0]), index)
-    else:
-        position = target * (n - 1)
+    position = depth_positions(z_mm, n, depth)
     lo = np.clip(np.floor(position).astype(int), 0, n - 1)
     hi = np.minimum(lo + 1, n - 1)
     weight = (position - lo).astype(np.float32)[:, None, None]
     return (1.0 - weight) * vol[lo] + weight * vol[hi]
+
+
+def depth_positions(z_mm: np.ndarray | None, n: int, depth: int) -> np.ndarray:
+    """Where each slice of a resampled volume lies in the patient's stack of ``n`` cached slices.
+
+    The positions :func:`resample_depth` interpolates at: fractional indices into the stack (0 = its first
+    slice, ``n - 1`` its last); volume slice ``j`` blends stack slices ``floor(p[j])`` and the next.
+
+    Parameters
+    ----------
+    z_mm : ndarray or None
+        The slices' positions (mm), as for :func:`resample_depth`.
+    n : int
+        Cached slices of the patient (>= 1).
+    depth : int
+        Slices of the volume (>= 1).
+
+    Returns
+    -------
+    ndarray
+        float64 ``(depth,)`` in ``[0, n - 1]``.
+    """
+    if depth < 1 or n < 1:
+        raise ValueError(f"volume depth and slice count must be >= 1, got depth={depth}, n={n}")
+    if n == 1:
+        return np.zeros(depth)
+    target = np.linspace(0.0, 1.0, depth)
+    z = None if z_mm is None else np.asarray(z_mm, dtype=np.float64)
+    if z is not None and len(z) == n and (np.all(np.diff(z) > 0) or np.all(np.diff(z) < 0)):
+        return np.interp(target, (z - z[0]) / (z[-1] - z[0]), np.arange(n, dtype=np.float64))
+    return target * (n - 1)
 
 
 class VolumeSet:
@@ -109,6 +134,19 @@ class VolumeSet:
         """The patient's volume ``(depth, S, S)``, float32 in [0, 1]."""
         rows = self.rows[patient_id]
         return resample_depth(np.asarray(self.prepared.images[rows]), self._z[patient_id], self.depth)
+
+    def positions(self, patient_id: str) -> np.ndarray:
+        """Where each slice of the patient's volume lies in its cached stack ``rows[patient_id]``
+        (:func:`depth_positions`: fractional indices, 0 = the first cached slice)."""
+        return depth_positions(self._z[patient_id], len(self.rows[patient_id]), self.depth)
+
+    def mask_volume(self, patient_id: str) -> np.ndarray | None:
+        """The patient's tumour masks resampled as its volume, ``(depth, S, S)`` bool (interpolated >= 0.5);
+        None when the cache has no masks."""
+        if self.prepared.masks is None:
+            return None
+        masks = np.asarray(self.prepared.masks[self.rows[patient_id]], dtype=np.float32)
+        return resample_depth(masks, self._z[patient_id], self.depth) >= 0.5
 
     def load(self, patient_ids: list[str]) -> torch.Tensor:
         """Volumes of ``patient_ids`` as a float tensor ``(B, 1, depth, S, S)`` in [0, 1]."""

@@ -2,15 +2,19 @@
 No torch: anything that needs a model happens in ``pdstudy.learn`` or ``pdstudy.study``."""
 
 from pdstudy.report.cam import (
+    CAM_ROW_KINDS,
     NO_MASKS_NOTE,
     SELECTION_NOTES,
+    CamRow,
     cam_notes,
+    cam_row_notes,
     example_title,
     explained_model_note,
     highlighted_notes,
     localisation_notes,
     localisation_title,
     plot_cam_examples,
+    plot_cam_rows,
     plot_overlays,
     target_phrase,
 )
@@ -100,6 +104,8 @@ from pdstudy.report.training import (
 __all__ = [
     "AUC_CI_LABELS",
     "B7_CHAIN",
+    "CAM_ROW_KINDS",
+    "CamRow",
     "FIGURE_EXTENSIONS",
     "FUSION_FIGURE",
     "FUSION_TABLE",
@@ -122,6 +128,7 @@ __all__ = [
     "TRAINING_TABLES",
     "best_by_val_auc",
     "cam_notes",
+    "cam_row_notes",
     "check_report",
     "dca_prevalence",
     "example_title",
@@ -138,6 +145,7 @@ __all__ = [
     "missing_outputs",
     "plot_calibration",
     "plot_cam_examples",
+    "plot_cam_rows",
     "plot_clinical_fusion",
     "plot_cohort_examples",
     "plot_confusion_by_recist",

@@ -8,11 +8,15 @@
   (each slice's predicted class by default, or the patient's true class).
 * :func:`localisation_title`, :func:`localisation_notes`, :func:`highlighted_notes`,
   :data:`NO_MASKS_NOTE`: the title and notes of ``tables/gradcam_localisation``.
+* :class:`CamRow`, :func:`plot_cam_rows`, :func:`cam_row_notes`: the maps of other models (the CNN +
+  Transformer hybrid, the 3D ResNet on its volume's middle slice) for Fig. 5's patients, one row per model
+  (``figures/fig5_gradcam_other``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import matplotlib.pyplot as plt
@@ -30,15 +34,19 @@ from pdstudy.evaluate.selection import VALIDATION_CHOICE_RULE
 from pdstudy.report.style import set_style
 
 __all__ = [
+    "CAM_ROW_KINDS",
     "NO_MASKS_NOTE",
     "SELECTION_NOTES",
+    "CamRow",
     "cam_notes",
+    "cam_row_notes",
     "example_title",
     "explained_model_note",
     "highlighted_notes",
     "localisation_notes",
     "localisation_title",
     "plot_cam_examples",
+    "plot_cam_rows",
     "plot_overlays",
     "target_phrase",
 ]
@@ -422,3 +430,267 @@ def localisation_notes(localisation: pd.DataFrame, *, cam_method: str, model_see
 def highlighted_notes(notes: Sequence[str]) -> list[str]:
     """The warnings among table notes (those starting "WARNING", "No slice" or "Constant maps"), as bold quotes."""
     return [f"> **{n}**" for n in notes if n.startswith(("WARNING", "No slice", "Constant maps"))]
+
+
+# --------------------------------------------------------------------------- other models (one row each)
+
+
+#: What a :class:`CamRow` shows: a slice CNN's map, the CNN + Transformer hybrid's map (both on a cached
+#: slice), or a volume model's 3D map on one slice of its volume.
+CAM_ROW_KINDS: Final = ("slice", "hybrid", "volume")
+
+
+@dataclass(frozen=True)
+class CamRow:
+    """One model's CAMs of the example patients: a row of :func:`plot_cam_rows`.
+
+    The mappings are keyed by RECIST code and name the same categories (those with an example).
+
+    Attributes
+    ----------
+    model : str
+        The model's label (``Method.label``).
+    kind : {"slice", "hybrid", "volume"}
+        What the maps are (:data:`CAM_ROW_KINDS`; :func:`cam_row_notes` describes each).
+    images : mapping of str to ndarray
+        The slice shown, ``(S, S)``: uint8 from the slice cache, or float in [0, 1] (a volume's slice).
+    cams : mapping of str to ndarray
+        Its CAM ``(c, c)`` in [0, 1].
+    patients : mapping of str to str
+        Patient ID of each example.
+    scores : mapping of str to float
+        The model's test score of each example.
+    info : mapping
+        ``info`` of :func:`pdstudy.learn.cam.compute_cam` (``compute_volume_cam`` for volume rows).
+    masks : mapping of str to ndarray, optional
+        Tumour mask of the slice shown, drawn as a contour.
+    explained : mapping of str to str, optional
+        The class (``good``/``poor``) each map explains.
+    slice_notes : mapping of str to str, optional
+        A line under each panel title saying which slice is shown.
+    volume_slice, volume_depth : int, optional
+        Volume rows: the slice of the volume shown (0-based) and the volume's depth.
+    """
+
+    model: str
+    kind: str
+    images: Mapping[str, np.ndarray]
+    cams: Mapping[str, np.ndarray]
+    patients: Mapping[str, str]
+    scores: Mapping[str, float]
+    info: Mapping[str, Any] = field(repr=False)
+    masks: Mapping[str, np.ndarray] | None = None
+    explained: Mapping[str, str] | None = None
+    slice_notes: Mapping[str, str] | None = None
+    volume_slice: int | None = None
+    volume_depth: int | None = None
+
+    def __post_init__(self) -> None:
+        _cam_label(self.info)
+        if self.kind not in CAM_ROW_KINDS:
+            raise ValueError(f"CamRow {self.model!r}: kind must be one of {list(CAM_ROW_KINDS)}, got {self.kind!r}")
+        shown = set(self.images)
+        named = {"cams": self.cams, "patients": self.patients, "scores": self.scores, "masks": self.masks,
+                 "explained": self.explained, "slice_notes": self.slice_notes}
+        for name, mapping in named.items():
+            if mapping is not None and set(mapping) != shown:
+                raise ValueError(f"CamRow {self.model!r}: {name} names categories {sorted(mapping)}, images "
+                                 f"{sorted(shown)}")
+        if self.explained is not None and not set(self.explained.values()) <= set(RESPONSES):
+            raise ValueError(f"CamRow {self.model!r}: explained must map to {list(RESPONSES)}, got "
+                             f"{dict(self.explained)}")
+        if self.kind == "volume" and (self.volume_slice is None or self.volume_depth is None
+                                      or not 0 <= self.volume_slice < self.volume_depth):
+            raise ValueError(f"CamRow {self.model!r}: a volume row needs 0 <= volume_slice < volume_depth, got "
+                             f"{self.volume_slice} and {self.volume_depth}")
+
+    @property
+    def label(self) -> str:
+        """The CAM method's display name (``Grad-CAM``, ...)."""
+        return _cam_label(self.info)
+
+
+def plot_cam_rows(
+    rows: Sequence[CamRow],
+    *,
+    seed: int,
+    categories: Sequence[str] = RECIST_CODES,
+    alpha: float = 0.4,
+    cmap: str = "turbo",
+    title: str = "Fig. 5, other models",
+) -> plt.Figure:
+    """CAMs of several models for the same example patients: one row per model, one column per category.
+
+    Each panel is the slice a model saw with its CAM over it and the tumour outline; its title names the
+    model, the RECIST category, the response group, the model's score, the patient and the class the map
+    explains, then which slice is shown (``CamRow.slice_notes``). A category without an example keeps an
+    empty column. A row whose maps are too coarse to interpret (``info["too_coarse"]``) is flagged as
+    :func:`plot_cam_examples` flags Fig. 5: a note on each of its panels, its row label and a warning in
+    the figure title, in red. A constant map (no peak, e.g. all zero after Grad-CAM's ReLU) is marked.
+
+    Parameters
+    ----------
+    rows : sequence of CamRow
+        The models, top to bottom (at least one).
+    seed : int
+        Training seed of the models.
+    categories : sequence of str, default RECIST_CODES
+        Column order.
+    alpha : float
+        Opacity of the CAM over the slice.
+    cmap : str
+        CAM colormap.
+    title : str
+        Start of the figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``len(rows) * len(categories)`` image axes (row-major), then one colorbar axis.
+    """
+    if not rows:
+        raise ValueError("rows is empty: no model to draw")
+    unknown = sorted({c for r in rows for c in r.images} - set(categories))
+    if unknown:
+        raise ValueError(f"categories {unknown} are not among the columns {list(categories)}")
+    set_style()
+    n_rows, n_cols = len(rows), len(categories)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.8 * n_cols + 1.6, 4.4 * n_rows + 1.2), squeeze=False,
+                             layout="constrained")
+    for i, row in enumerate(rows):
+        coarse = row.info["message"] if row.info.get("too_coarse") else None
+        target = explained_target(row.info)
+        suffix = f" ({target})" if target in _TARGET_PHRASES else ""
+        for j, code in enumerate(categories):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if code not in row.images:
+                ax.set_facecolor("none")
+                for spine in ax.spines.values():
+                    spine.set_visible(False)
+                ax.set_title(f"{row.model}\n{code} ({RECIST_NAMES[code]})\nno test patient", fontsize=9)
+                continue
+            shown = (None if row.explained is None or row.info.get("method") == "eigencam"
+                     else row.explained[code] + suffix)
+            lines = [row.model, example_title(code, score=row.scores[code], patient_id=row.patients[code],
+                                              explained=shown)]
+            if row.slice_notes:
+                lines.append(row.slice_notes[code])
+            ax.set_title("\n".join(lines), fontsize=8.5)
+            cam = np.asarray(row.cams[code], dtype=np.float32)
+            side = cam.shape[-1]
+            img = to_grid(np.asarray(row.images[code])[None], side)[0].astype(np.float32)
+            img = img / (255.0 if img.max() > 1.0 else 1.0)
+            ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.imshow(cam, cmap=cmap, vmin=0, vmax=1, alpha=alpha, interpolation="nearest")
+            if row.masks is not None:
+                mask = to_grid(np.asarray(row.masks[code])[None], side)[0] >= 0.5
+                if mask.any():
+                    ax.contour(mask, levels=[0.5], colors=_MASK_STYLE["color"], linewidths=_MASK_STYLE["lw"],
+                               path_effects=_MASK_STYLE["path_effects"])
+            panel_notes = [s for s in (coarse, "constant map (no peak)" if np.ptp(cam) == 0 else None) if s]
+            if panel_notes:
+                ax.text(0.5, 0.03, "\n".join(panel_notes), transform=ax.transAxes, ha="center", va="bottom",
+                        fontsize=7.5, color=_WARNING_COLOUR,
+                        bbox=dict(boxstyle="round,pad=0.25", facecolor="white", alpha=0.85,
+                                  edgecolor=_WARNING_COLOUR))
+        h, w = row.info["feature_map_size"][-2:]
+        axes[i, 0].set_ylabel(f"{row.label} at {row.info['target_layer']}\n({_explains(row.info, short=True)}, "
+                              f"{h}x{w} cells)", fontsize=9, color=_WARNING_COLOUR if coarse else "black")
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap=cmap), ax=axes.ravel().tolist(), shrink=0.8, pad=0.02)
+    bar.set_label("CAM (scaled per slice; per volume for 3D)", fontsize=9)
+    if any(r.masks is not None for r in rows):
+        fig.legend(handles=[Line2D([], [], **_MASK_STYLE, label="tumour mask")],
+                   loc="lower center", bbox_to_anchor=(0.5, -0.03), frameon=False, fontsize=9)
+    labels = " / ".join(dict.fromkeys(f"{r.label} {_row_explains(r.info)}" for r in rows))
+    suptitle = f"{title}: {labels}; seed {seed}; the test patients of Fig. 5"
+    coarse_rows = [r for r in rows if r.info.get("too_coarse")]
+    for r in coarse_rows:
+        suptitle += (f"\nWARNING: {r.model}: {r.info['message']}: each cell covers {r.info['cell_px']:.0f} x "
+                     f"{r.info['cell_px']:.0f} px, so these maps cannot show what inside the image the model uses")
+    fig.suptitle(suptitle, fontsize=11, color=_WARNING_COLOUR if coarse_rows else "black")
+    return fig
+
+
+def _row_explains(info: Mapping[str, Any]) -> str:
+    """What a row's maps explain, in words for a figure of several models (inputs are slices or volumes)."""
+    if info.get("method") == "eigencam":
+        return "(class-agnostic)"
+    target = explained_target(info)
+    return {"predicted": "of the class each model predicts", "true": "of the patient's true class"}.get(
+        target, target_phrase(target) if target in RESPONSES else str(target))
+
+
+def cam_row_notes(rows: Sequence[CamRow], *, omitted: Mapping[str, str] | None = None) -> list[str]:
+    """Markdown paragraphs that go with :func:`plot_cam_rows`: warnings, omitted models, what each map is.
+
+    Parameters
+    ----------
+    rows : sequence of CamRow
+        The rows drawn (may be empty).
+    omitted : mapping of str to str, optional
+        Label -> method ID of each model asked for that the run does not hold; each gets a line saying its
+        row is omitted.
+
+    Returns
+    -------
+    list of str
+        In this order: a too-coarse warning per row concerned; a line per omitted model; without rows, a
+        line saying no figure is drawn; then one paragraph per row on what its map is (layer, feature
+        map, for a volume row the upsampling and the slice shown) and what its score is; then which class
+        the maps explain (:func:`cam_notes`'s wording).
+    """
+    notes = []
+    for row in rows:
+        if row.info.get("too_coarse"):
+            message = str(row.info["message"])
+            notes.append(f"> **WARNING: the {row.model} maps are too coarse to interpret.** {message[:1].upper()}"
+                         f"{message[1:]} at "
+                         f"`{row.info['target_layer']}` of {row.info['arch']} ({row.info['crop_size']} px crop, one "
+                         f"cell = {row.info['cell_px']:.0f} px). Do not read anatomy into these maps.")
+    for label, method_id in (omitted or {}).items():
+        notes.append(f"{label} (`{method_id}`) is not among this run's methods: its row is omitted.")
+    if not rows:
+        notes.append("None of these models is among this run's methods: no figure of their maps is drawn.")
+    notes += [_row_note(row) for row in rows]
+    shown = [r for r in rows if "target" in r.info and r.info["method"] != "eigencam"]
+    if shown:
+        target = explained_target(shown[0].info)
+        notes.append(_ROW_TARGET_NOTES.get(target, _ROW_TARGET_NOTES["fixed"]).format(cls=target))
+    return notes
+
+
+#: What :func:`cam_row_notes` says about the class explained, per target (``fixed``: one class for every input).
+_ROW_TARGET_NOTES: Final = {
+    "predicted": ("Each map explains the class its model predicts for its input (the hybrid: the slice shown; the 3D "
+                  "model: the whole volume), named in the panel title (`cam_target = 'predicted'`)."),
+    "true": ("Each map explains the patient's true response class (`good` for CR/PR, `poor` for SD/PD), whatever "
+             "the model predicts (`cam_target = 'true'`); the panel title names it."),
+    "fixed": "Each map explains class `{cls}` for every input, whatever the model predicts.",
+}
+
+
+def _row_note(row: CamRow) -> str:
+    """What one row's maps are, in Markdown (:func:`cam_row_notes`)."""
+    info, label = row.info, row.label
+    size = "x".join(str(v) for v in info["feature_map_size"])
+    if row.kind == "volume":
+        return (f"**{row.model}**: a 3D {label} at `{info['target_layer']}` ({size} cells, depth x height x width, "
+                f"for a {row.volume_depth}-slice volume cropped to {info['crop_size']} px), upsampled to the "
+                "input's depth and crop (pytorch-grad-cam, `scipy.ndimage.zoom`) and scaled to [0, 1] over the "
+                "whole volume, so the slice shown is dim where the map peaks on other slices. Each volume is built "
+                "as the model saw it at evaluation (the patient's cached slices resampled along z to "
+                f"{row.volume_depth} slices). Shown: the volume's middle slice (slice {row.volume_slice} of "
+                f"{row.volume_depth}, counted from 0), an interpolation of two cached slices whose position in the "
+                "patient's cached stack is under each panel; it need not be Fig. 5's slice, and its tumour outline "
+                "is the masks resampled the same way. Score: the volume's probability of poor response.")
+    if row.kind == "hybrid":
+        return (f"**{row.model}**: {label} at the CNN's last block, `{info['target_layer']}` ({size} feature map "
+                f"for the {info['crop_size']} px crop), on Fig. 5's slices. Both the Transformer's tokens and the "
+                "pooled local feature come from this map, so its gradient carries the global and the local path; "
+                "the attention of the Transformer blocks is not mapped. Score: the mean of the top-k slice "
+                "probabilities, as for Fig. 5.")
+    return (f"**{row.model}**: {label} at `{info['target_layer']}` ({size} feature map for the "
+            f"{info['crop_size']} px crop), on Fig. 5's slices.")

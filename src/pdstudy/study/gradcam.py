@@ -8,6 +8,10 @@
 * :func:`localise`: the CAM of every test slice with tumour for each localised method, scored against
   the tumour mask, for all patients and for good and poor responders apart
   (:func:`pdstudy.evaluate.localisation_table.localisation_table`).
+* :func:`other_model_cams`: for Fig. 5's patients, the maps of the other Table 2 models
+  (:data:`OTHER_CAM_METHODS`: the CNN + Transformer hybrid on the same slices, the 3D ResNet on the middle
+  slice of each patient's volume), one row each of :func:`pdstudy.report.cam.plot_cam_rows`;
+  :func:`other_cam_methods`: those of them among the run's baselines.
 
 Each map explains the class the model predicts for its slice (``cam_target="predicted"``, the default) or
 the patient's true response class (``"true"``); see :func:`pdstudy.learn.cam.compute_cam`.
@@ -19,15 +23,15 @@ The model to explain is chosen on validation patients by
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import pandas as pd
 
-from pdstudy.core.methods import Method
+from pdstudy.core.methods import ARCH_ALIASES, Method
 from pdstudy.core.rundir import RunDir, update_provenance
 from pdstudy.core.vocab import RECIST_CODES, RECIST_TO_RESPONSE, RESPONSES, label_of
 from pdstudy.evaluate import best_slice, explained_target, localisation_scores, patients_of_split, select_examples
@@ -39,15 +43,22 @@ from pdstudy.evaluate.localisation_table import (
     tumour_slices,
 )
 from pdstudy.evaluate.selection import VALIDATION_CHOICE_RULE
-from pdstudy.learn.cam import CAM_METHODS, CAM_TARGETS, compute_cam
+from pdstudy.learn.cam import CAM_METHODS, CAM_TARGETS, compute_cam, compute_volume_cam
 from pdstudy.learn.distill import ChainResult, StageResult
-from pdstudy.report.cam import target_phrase
+from pdstudy.learn.models import get_architecture
+from pdstudy.learn.volumes import VolumeSet
+from pdstudy.report.cam import CamRow, cam_row_notes, target_phrase
 from pdstudy.study.protocol import Study
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = [
     "LOCALISED_METHODS",
+    "OTHER_CAM_METHODS",
     "CamExamples",
     "Localisation",
+    "OtherCams",
     "cam_examples",
     "check_cam_method",
     "check_cam_target",
@@ -56,6 +67,8 @@ __all__ = [
     "gradcam_methods",
     "localise",
     "localised_methods",
+    "other_cam_methods",
+    "other_model_cams",
     "record_gradcam",
 ]
 
@@ -93,9 +106,11 @@ def check_cam_target(cam_target: str) -> None:
         raise ValueError(f"cam_target must be one of {list(CAM_TARGETS)}, got {cam_target!r}")
 
 
-def gradcam_methods(candidates: Sequence[Method], localised: Sequence[Method] = LOCALISED_METHODS) -> list[Method]:
-    """The section's methods: the candidates to explain, then the ``localised`` ones, without repeats."""
-    return list(dict.fromkeys([*candidates, *localised]))
+def gradcam_methods(candidates: Sequence[Method], localised: Sequence[Method] = LOCALISED_METHODS,
+                    others: Sequence[Method] = ()) -> list[Method]:
+    """The section's methods: the candidates to explain, the ``localised`` ones, then ``others``
+    (:func:`other_cam_methods`), without repeats."""
+    return list(dict.fromkeys([*candidates, *localised, *others]))
 
 
 def final_stage_result(results: Sequence[ChainResult], method: Method, seed: int) -> StageResult:
@@ -309,6 +324,201 @@ def localise(study: Study, results: Sequence[ChainResult], preds: pd.DataFrame,
         scored.append((m, localisation_scores(cams, slices.masks, slices.bodies), info))
     table = localisation_table(scored, slices.one_per_patient, slices.responses)
     return Localisation(table=table, slices=slices, infos=infos)
+
+
+#: The other Table 2 models whose maps notebook 07 shows for Fig. 5's patients: the CNN + Transformer hybrid
+#: (a slice model) and the 3D ResNet-50 (one volume per patient).
+OTHER_CAM_METHODS: Final = (Method("baseline", ("efficientnet_b7_transformer",)), Method("baseline", ("resnet50_3d",)))
+
+
+def _canonical(method: Method) -> Method:
+    """``method`` with its architectures' canonical names (``efficientnet_b7+transformer`` -> ``..._transformer``)."""
+    return Method(method.kind, tuple(ARCH_ALIASES.get(a, a) for a in method.chain))
+
+
+def other_cam_methods(baselines: Sequence[str], others: Sequence[Method] = OTHER_CAM_METHODS) -> list[Method]:
+    """The methods of ``others`` that the run trains: those among its ``baselines`` (notebook 02's parameter).
+
+    Parameters
+    ----------
+    baselines : sequence of str
+        The run's baseline architectures.
+    others : sequence of Method, default OTHER_CAM_METHODS
+        The methods wanted.
+
+    Returns
+    -------
+    list of Method
+        In ``baselines`` order, spelled as there (so notebook 02's stage cache is reused); an alias such
+        as ``efficientnet_b7+transformer`` counts as its architecture.
+    """
+    if isinstance(baselines, str) or not all(isinstance(b, str) and b.strip() for b in baselines):
+        raise ValueError(f"baselines must be a list of architecture names, got {baselines!r}")
+    wanted = {_canonical(m) for m in others}
+    found = [Method("baseline", (b.strip(),)) for b in baselines]
+    return list(dict.fromkeys(m for m in found if _canonical(m) in wanted))
+
+
+def _run_method(results: Sequence[ChainResult], method: Method) -> Method | None:
+    """The method of ``results`` that is ``method`` (alias-insensitive), or None."""
+    return next((r.method for r in results if _canonical(r.method) == _canonical(method)), None)
+
+
+def _test_scores(preds: pd.DataFrame, method: Method, model_seed: int, patients: Mapping[str, str]) -> dict[str, float]:
+    """RECIST code -> the method's final-stage test score of each example patient."""
+    own = preds[(preds["method"] == method.id) & (preds["stage"] == method.final_stage) & (preds["seed"] == model_seed)
+                & (preds["split"] == "test")].set_index("patient_id")["score"]
+    lacking = sorted(pid for pid in patients.values() if pid not in own.index)
+    if lacking:
+        raise ValueError(f"no test score of {method.id} (seed {model_seed}) for patient(s) {lacking}; "
+                         "pass the prediction rows of section_predictions for the same methods")
+    return {code: float(own[pid]) for code, pid in patients.items()}
+
+
+@dataclass(frozen=True)
+class OtherCams:
+    """The other models' maps of Fig. 5's patients (:func:`other_model_cams`), one :class:`CamRow` per model.
+
+    Attributes
+    ----------
+    rows : list of CamRow
+        One per model of the run, in the order asked (the hybrid, then the 3D model).
+    methods : list of Method
+        The method of each row, as the run spells it.
+    omitted : list of Method
+        Methods asked for that the run does not hold.
+    volume_cams : ndarray or None
+        The volume model's full maps ``(n, depth, crop, crop)`` in [0, 1], in RECIST order of the
+        examples (None without a volume model).
+    middle_slice : int or None
+        The slice of each volume shown: ``depth // 2`` (counted from 0).
+    stack_positions : dict
+        RECIST code -> where the middle slice lies in the patient's cached stack
+        (:meth:`pdstudy.learn.volumes.VolumeSet.positions`: a fractional index, 0 = first cached slice).
+    stack_rows : dict
+        RECIST code -> the cache row (``PreparedCohort.images``) nearest to that position.
+    volume_probs, evaluated_probs : dict
+        RECIST code -> the volume model's probability of ``poor`` from the CAM's forward pass, and the
+        one its stage stored at evaluation (where the stage has it); they agree when the volume is the
+        one the model was evaluated on.
+    """
+
+    rows: list[CamRow]
+    methods: list[Method]
+    omitted: list[Method]
+    volume_cams: np.ndarray | None = field(default=None, repr=False)
+    middle_slice: int | None = None
+    stack_positions: dict[str, float] = field(default_factory=dict)
+    stack_rows: dict[str, int] = field(default_factory=dict)
+    volume_probs: dict[str, float] = field(default_factory=dict)
+    evaluated_probs: dict[str, float] = field(default_factory=dict)
+
+
+def other_model_cams(study: Study, results: Sequence[ChainResult], preds: pd.DataFrame, examples: CamExamples, *,
+                     model_seed: int, crop_size: int, cam_method: str, cam_target: str = "predicted",
+                     methods: Sequence[Method] = OTHER_CAM_METHODS) -> tuple[OtherCams | None, list[str]]:
+    """The maps of other models (the hybrid, the 3D ResNet) for the example patients of Fig. 5.
+
+    A slice model (the CNN + Transformer hybrid) is explained on Fig. 5's slices
+    (:func:`pdstudy.learn.cam.compute_cam` at its CNN's last block). A volume model is explained on each
+    example patient's volume, built as at evaluation (:class:`pdstudy.learn.volumes.VolumeSet` with the
+    study's ``volume_depth``, centre-cropped to ``crop_size``), by
+    :func:`pdstudy.learn.cam.compute_volume_cam`; its row shows the volume's middle slice
+    (``depth // 2``) with the tumour masks resampled the same way, and says where that slice lies in the
+    cached stack. Each map explains the final stage of the method's chain run for ``model_seed``.
+
+    Parameters
+    ----------
+    study : Study
+        The fixed-split study (cohort cache, model settings and their ``volume_depth``).
+    results : sequence of ChainResult
+        Chain runs; a method of ``methods`` without a run is omitted, with a note.
+    preds : pandas.DataFrame
+        Fixed-split prediction rows holding the methods' test scores.
+    examples : CamExamples
+        Fig. 5's examples (:func:`cam_examples`): the patients and slices.
+    model_seed : int
+        Training seed of the models.
+    crop_size : int
+        Centre crop fed to the models.
+    cam_method : str
+        Key of :data:`pdstudy.learn.cam.CAM_METHODS`.
+    cam_target : {"predicted", "true"}
+        Class each map explains (a volume's predicted class for the 3D model).
+    methods : sequence of Method, default OTHER_CAM_METHODS
+        The models, one row each.
+
+    Returns
+    -------
+    other : OtherCams or None
+        None when no method of ``methods`` is in ``results``.
+    notes : list of str
+        Markdown (:func:`pdstudy.report.cam.cam_row_notes`): warnings, omitted models, what each map is.
+    """
+    check_cam_method(cam_method)
+    check_cam_target(cam_target)
+    present, patients = examples.present, examples.patients
+    labels = np.array([label_of(RECIST_TO_RESPONSE[c]) for c in present]) if cam_target == "true" else None
+    found = {m: _run_method(results, m) for m in methods}
+    omitted = [m for m, run in found.items() if run is None]
+    rows, run_methods, extra = [], [], {}
+    for method in (run for run in found.values() if run is not None):
+        stage = final_stage_result(results, method, model_seed)
+        model, arch = stage.load_model(study.settings), stage.meta["built_arch"]
+        kind = get_architecture(arch).kind
+        common = dict(model=method.label, patients=dict(patients),
+                      scores=_test_scores(preds, method, model_seed, patients))
+        with warnings.catch_warnings():  # too-coarse maps are flagged on the figure and in the notes
+            warnings.simplefilter("ignore", RuntimeWarning)
+            if kind == "volume":
+                row, extra = _volume_row(study, stage, model, arch, examples, crop_size=crop_size,
+                                         cam_method=cam_method, cam_target=cam_target, labels=labels, common=common)
+            else:
+                cams, info = compute_cam(model, arch, np.stack([examples.images[c] for c in present]),
+                                         crop_size=crop_size, method=cam_method, target=cam_target, labels=labels)
+                row = CamRow(kind="hybrid" if kind == "hybrid" else "slice", images=dict(examples.images),
+                             cams=dict(zip(present, cams)), info=info, masks=examples.masks,
+                             explained=_explained(present, info), **common)
+        rows.append(row)
+        run_methods.append(method)
+    notes = cam_row_notes(rows, omitted={m.label: m.id for m in omitted})
+    if not rows:
+        return None, notes
+    return OtherCams(rows=rows, methods=run_methods, omitted=omitted, **extra), notes
+
+
+def _explained(present: Sequence[str], info: Mapping[str, Any]) -> dict[str, str]:
+    """RECIST code -> the class (``good``/``poor``) its map explains."""
+    return {c: RESPONSES[int(k)] for c, k in zip(present, info["targets"])}
+
+
+def _volume_row(study: Study, stage: StageResult, model: nn.Module, arch: str, examples: CamExamples, *, crop_size: int,
+                cam_method: str, cam_target: str, labels: np.ndarray | None,
+                common: dict[str, Any]) -> tuple[CamRow, dict[str, Any]]:
+    """A volume model's row (middle slice of each example's volume) and the :class:`OtherCams` fields it fills."""
+    present = examples.present
+    chosen = examples.examples[examples.examples["patient_id"].isin(examples.patients.values())]
+    volumes = VolumeSet(study.cohort.prepared, chosen, study.settings.volume_depth)
+    pids = [examples.patients[c] for c in present]
+    stacked = np.stack([volumes.volume(p) for p in pids])
+    cams, info = compute_volume_cam(model, arch, stacked, crop_size=crop_size, method=cam_method, target=cam_target,
+                                    labels=labels)
+    depth = volumes.depth
+    middle = depth // 2
+    positions = {c: float(volumes.positions(p)[middle]) for c, p in zip(present, pids)}
+    stack_rows = {c: int(volumes.rows[p][int(round(positions[c]))]) for c, p in zip(present, pids)}
+    mask_volumes = {c: volumes.mask_volume(p) for c, p in zip(present, pids)}
+    masks = None if any(m is None for m in mask_volumes.values()) else {c: m[middle] for c, m in mask_volumes.items()}
+    slice_notes = {c: f"volume slice {middle} (of 0-{depth - 1})\n= cached slice {positions[c]:.1f} (of "
+                      f"0-{len(volumes.rows[p]) - 1})" for c, p in zip(present, pids)}
+    row = CamRow(kind="volume", images=dict(zip(present, stacked[:, middle])),
+                 cams={c: cam[middle] for c, cam in zip(present, cams)}, info=info, masks=masks,
+                 explained=_explained(present, info), slice_notes=slice_notes, volume_slice=middle,
+                 volume_depth=depth, **common)
+    evaluated = {c: float(stage.slice_probs[volumes.key_row(p)]) for c, p in zip(present, pids)
+                 if volumes.key_row(p) in stage.slice_probs}
+    return row, {"volume_cams": cams, "middle_slice": middle, "stack_positions": positions, "stack_rows": stack_rows,
+                 "volume_probs": dict(zip(present, map(float, info["probs"]))), "evaluated_probs": evaluated}
 
 
 def record_gradcam(run: RunDir, selection: pd.DataFrame, examples: CamExamples, *, localised: bool, cam_method: str,
