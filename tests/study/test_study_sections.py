@@ -526,6 +526,12 @@ def test_report_contents_with_sections_06_and_07(tmp_path):
                                fig4_model="PD", fig4_policy="youden_val", cv=False, stand_ins=False, protocol="fixed")
     assert contents.tables["Beyond the paper: clinical variables, CT and their fusion"] == "clinical_fusion"
     assert list(contents.figures.values())[-1] == "clinical_fusion"
+    assert "fig5_gradcam_other" not in contents.figures.values()
+    (run.figures / "fig5_gradcam_other.png").write_bytes(b"png")  # notebook 07's other models
+    contents = report_contents(run, roc_panels={"A": "fig3_roc_baseline"}, curve_architectures=[B7],
+                               fig4_model="PD", fig4_policy="youden_val", cv=False, stand_ins=False, protocol="fixed")
+    figures = list(contents.figures.values())
+    assert figures.index("fig5_gradcam_other") == figures.index("fig5_gradcam") + 1
     assert any("fitted on the training patients" in n and "validation patients" in n for n in contents.notes)
 
 

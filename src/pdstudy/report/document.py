@@ -615,6 +615,8 @@ def report_contents(
                     "Fig. 4B. Decision curves": "fig4b_decision_curves", "Calibration, test set": "fig_calibration"})
     if has_fig5:
         figures["Fig. 5. Class activation maps, one test patient per RECIST category"] = "fig5_gradcam"
+    if (run.figures / "fig5_gradcam_other.png").exists():
+        figures["Fig. 5, other models: the hybrid and the 3D ResNet-50 on the same patients"] = "fig5_gradcam_other"
     figures["Fig. 6. Performance over PD iterations"] = "fig6_iterations"
     has_fusion = (run.figures / "clinical_fusion.png").exists()
     if has_fusion:

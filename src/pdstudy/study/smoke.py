@@ -42,6 +42,7 @@ PAPER_SMOKE_OVERRIDES: Final[dict[str, Any]] = {
     "curve_architectures": [_B0],
     "curve_iterations": 2,
     "cam_localise": _B0,
+    "fusion_pd_chain": f"{_B0}>{_B0}>{_B0}",
     "pretrained": True,
 }
 
