@@ -44,7 +44,8 @@ STUDY_PARAMETERS = (
 
 # --------------------------------------------------------------------------- checking parameter values
 
-#: Allowed values of the parameters that name a choice (the modules using them check against these too).
+#: Allowed values of the parameters that name a choice: the one list, which the modules acting on them
+#: (``learn.train``, ``learn.cam``, ``stats.discrimination``, ``study.protocol``) take from here.
 PARAMETER_CHOICES: dict[str, tuple[str, ...]] = {
     "profile": PROFILES,
     "protocol": ("fixed", "cv"),

@@ -23,6 +23,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from pdstudy.core.methods import CAM_METHOD_LABELS
+from pdstudy.core.params import PARAMETER_CHOICES
 from pdstudy.learn.dataset import centre_crop, to_model_input
 from pdstudy.learn.models import gradcam_target_layer, is_volumetric
 from pdstudy.learn.train import input_norm
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 #: What a CAM explains, per slice: the class the model predicts (default) or the patient's true class.
-CAM_TARGETS: Final = ("predicted", "true")
+CAM_TARGETS: Final = PARAMETER_CHOICES["cam_target"]
 
 #: CAM method name -> ``grad-cam`` class. EigenCAM uses no gradients and so ignores the target class.
 CAM_METHODS: Final[Mapping[str, type[BaseCAM]]] = MappingProxyType(

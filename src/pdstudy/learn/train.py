@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from pdstudy.core.hashing import derive_seed, sha256_file
 from pdstudy.core.io import atomic_path, write_json
+from pdstudy.core.params import PARAMETER_CHOICES
 from pdstudy.learn import distributed
 from pdstudy.learn.dataset import (
     IMAGENET_MEAN,
@@ -39,9 +40,9 @@ from pdstudy.learn.losses import distillation_loss, label_smoothing_ce
 from pdstudy.learn.volumes import VolumeSet
 from pdstudy.stats import delong_auc_ci
 
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("batch", "epoch")
-SELECTIONS = ("last", "best_val")
+OPTIMIZERS = PARAMETER_CHOICES["optimizer"]
+SCHEDULES = PARAMETER_CHOICES["schedule"]
+SELECTIONS = PARAMETER_CHOICES["select"]
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import expit, logit
 from scipy.stats import norm, rankdata
 
+from pdstudy.core.params import PARAMETER_CHOICES
 from pdstudy.stats._validation import as_binary, as_scores, check_level, check_same_length, require_both_classes
 from pdstudy.stats.intervals import wilson_ci
 
@@ -135,7 +136,7 @@ def delong_auc_variance(y_true: ArrayLike, y_score: ArrayLike) -> tuple[float, f
 
 
 #: Scales of :func:`delong_auc_ci`'s interval: ``"logit"`` (default) and ``"wald"`` (pROC's default).
-AUC_CI_METHODS: Final = ("logit", "wald")
+AUC_CI_METHODS: Final = PARAMETER_CHOICES["auc_ci"]
 
 
 def check_auc_ci(method: str, name: str = "method") -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from pdstudy.core.methods import Method
-from pdstudy.core.params import STUDY_PARAMETERS, load_profile
+from pdstudy.core.params import PARAMETER_CHOICES, STUDY_PARAMETERS, load_profile
 from pdstudy.core.rundir import RunDir, run_dir, update_provenance
 from pdstudy.data.cohort import Cohort, load_cohort
 from pdstudy.data.predictions import write_predictions
@@ -35,7 +35,7 @@ from pdstudy.learn.train import TrainConfig
 from pdstudy.report import write_table
 from pdstudy.stats import delong_auc_ci, roc_auc
 
-PROTOCOLS = ("fixed", "cv")
+PROTOCOLS = PARAMETER_CHOICES["protocol"]
 
 #: Model parameters a Study reads when present (else their defaults): slices per patient volume of the 3D
 #: ResNet, and Transformer blocks of the CNN + Transformer hybrid (0 or empty: the architecture's default).
