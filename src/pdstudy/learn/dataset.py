@@ -256,7 +256,13 @@ class SliceSet:
 
 
 class _EpochSteps(torch.utils.data.Dataset):
-    """One epoch's augmented training batches, indexed by step (from ``start_step``), for DataLoader workers."""
+    """One epoch's augmented training batches, indexed by step (from ``start_step``), for DataLoader workers.
+
+    Subclasses change what a batch item is through :attr:`_seed_tag` and :meth:`_augment` (volumes:
+    ``pdstudy.learn.volumes``)."""
+
+    #: Name of the augmentation's random stream (with seed, epoch and step).
+    _seed_tag = "augment"
 
     def __init__(self, data: SliceSet, rows: np.ndarray, labels: np.ndarray, *, seed: int, epoch: int,
                  batch_size: int, augment: AugmentConfig, start_step: int = 0,
@@ -275,11 +281,13 @@ class _EpochSteps(torch.utils.data.Dataset):
         if not 0 <= i < len(self):
             raise IndexError(f"step {step} out of range (epoch has {self.n_steps} steps)")
         sl = slice(step * self.batch_size, (step + 1) * self.batch_size)
-        gen = torch.Generator().manual_seed(derive_seed(self.seed, "augment", self.epoch, step))
+        rows, labels = self.rows[sl], self.labels[sl]
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, self._seed_tag, self.epoch, step))
         if self.shard is not None:  # data-parallel: this process's contiguous share of the global batch
-            rows, labels = self.rows[sl], self.labels[sl]
             lo, hi = shard_bounds(len(rows), *self.shard)
-            x = augment_batch(self.data.load(rows[lo:hi]), self.augment, gen, batch=len(rows), offset=lo)
+            x = self._augment(rows[lo:hi], gen, batch=len(rows), offset=lo)
             return x, torch.from_numpy(labels[lo:hi]).long()
-        x = augment_batch(self.data.load(self.rows[sl]), self.augment, gen)
-        return x, torch.from_numpy(self.labels[sl]).long()
+        return self._augment(rows, gen), torch.from_numpy(labels).long()
+
+    def _augment(self, rows, gen: torch.Generator, **kwargs) -> torch.Tensor:
+        return augment_batch(self.data.load(rows), self.augment, gen, **kwargs)

@@ -18,8 +18,7 @@ import torch
 from pdstudy.core.hashing import derive_seed
 from pdstudy.core.vocab import label_of
 from pdstudy.data.cache import PreparedCohort
-from pdstudy.learn.dataset import AugmentConfig, augment_volumes, centre_crop
-from pdstudy.learn.distributed import shard_bounds
+from pdstudy.learn.dataset import AugmentConfig, _EpochSteps, augment_volumes, centre_crop
 
 __all__ = ["VolumeSet", "depth_positions", "resample_depth"]
 
@@ -204,30 +203,10 @@ class VolumeSet:
             yield np.array([self.key_row(p) for p in pids]), centre_crop(self.load(pids), crop_size)
 
 
-class _VolumeSteps(torch.utils.data.Dataset):
-    """One epoch's augmented volume batches, indexed by step (from ``start_step``), for DataLoader workers."""
+class _VolumeSteps(_EpochSteps):
+    """One epoch's augmented volume batches (patient IDs instead of slice rows), for DataLoader workers."""
 
-    def __init__(self, data: VolumeSet, pids: list[str], labels: np.ndarray, *, seed: int, epoch: int,
-                 batch_size: int, augment: AugmentConfig, start_step: int = 0,
-                 shard: tuple[int, int] | None = None) -> None:
-        self.data, self.pids, self.labels = data, pids, labels
-        self.seed, self.epoch, self.batch_size, self.augment = seed, epoch, batch_size, augment
-        self.start_step = start_step
-        self.shard = shard
-        self.n_steps = math.ceil(len(pids) / batch_size)
+    _seed_tag = "augment-volumes"
 
-    def __len__(self) -> int:
-        return max(0, self.n_steps - self.start_step)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        step = self.start_step + i
-        if not 0 <= i < len(self):
-            raise IndexError(f"step {step} out of range (epoch has {self.n_steps} steps)")
-        sl = slice(step * self.batch_size, (step + 1) * self.batch_size)
-        pids, labels = self.pids[sl], self.labels[sl]
-        gen = torch.Generator().manual_seed(derive_seed(self.seed, "augment-volumes", self.epoch, step))
-        if self.shard is not None:  # data-parallel: this process's contiguous share of the global batch
-            lo, hi = shard_bounds(len(pids), *self.shard)
-            x = augment_volumes(self.data.load(pids[lo:hi]), self.augment, gen, batch=len(pids), offset=lo)
-            return x, torch.from_numpy(labels[lo:hi]).long()
-        return augment_volumes(self.data.load(pids), self.augment, gen), torch.from_numpy(labels).long()
+    def _augment(self, pids, gen: torch.Generator, **kwargs) -> torch.Tensor:
+        return augment_volumes(self.data.load(pids), self.augment, gen, **kwargs)
