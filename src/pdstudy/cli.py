@@ -20,7 +20,8 @@ from pdstudy.data.verify import default_listing, verify_cohort, write_listing
 def _cmd_synth(args: argparse.Namespace) -> int:
     manifest = generate_cohort(args.out, patients=args.patients, seed=args.seed, slices=args.slices,
                                size=args.size, clinical_signal=args.clinical_signal, phase_style=args.phase_style,
-                               all_phases=args.all_phases, show_progress=not args.quiet)
+                               all_phases=args.all_phases, sites=args.sites, site_shift=args.site_shift,
+                               site_poor=args.site_poor, show_progress=not args.quiet)
     print(f"synthetic cohort written: {manifest}")
     return 0
 
@@ -184,6 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--all-phases", action="store_true",
                    help="arterial, portal-venous and non-contrast series for every patient with a portal-venous "
                         "series (default: non-contrast for about 40%%)")
+    s.add_argument("--sites", type=int, default=2,
+                   help="sites acquiring the cohort, 1-4 (default 2: site A as the single-site generator, site B with "
+                        "a sharper kernel, 3 mm slices, 100 kVp, smaller pixels, more noise, +8 HU)")
+    s.add_argument("--site-shift", type=float, default=1.0,
+                   help="0-2: how far the sites after A acquire from A (default 1; 0: every site acquires like A)")
+    s.add_argument("--site-poor", type=float, default=1.0,
+                   help="> 0: weight of poor response at every site after A (default 1: the same poor share "
+                        "everywhere)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_synth)
 

@@ -46,6 +46,20 @@ def test_the_profiles_pass_their_own_rules(profile):
     ("kd_chains", ["efficientnet_b7>"], "kd_chains must be a list of chains"),
     ("dca_prevalence", 1.2, "dca_prevalence must be empty"),
     ("run_dir", 3, "run_dir must be a path"),
+    ("synth_sites", 0, "synth_sites must be an integer >= 1 and <= 4, got 0"),
+    ("synth_sites", 5, "synth_sites must be an integer >= 1 and <= 4, got 5"),
+    ("synth_sites", 2.0, "synth_sites must be an integer"),
+    ("synth_site_shift", -0.5, "synth_site_shift must be a number >= 0 and <= 2, got -0.5"),
+    ("synth_site_shift", 2.5, "synth_site_shift must be a number >= 0 and <= 2, got 2.5"),
+    ("synth_site_poor", 0, "synth_site_poor must be a number > 0, got 0"),
+    ("synth_site_poor", float("inf"), "synth_site_poor must be a number > 0"),
+    ("test_sites", "B", "test_sites must be a list of site codes"),
+    ("test_sites", ["St Mary's"], "empty = leave-one-site-out, got [\"St Mary's\"]"),
+    ("test_sites", [""], "test_sites must be a list of site codes"),
+    ("test_sites", ["A" * 33], "test_sites must be a list of site codes"),
+    ("test_sites", [1], "test_sites must be a list of site codes"),
+    ("external_baseline", "", "external_baseline must be a non-empty string"),
+    ("external_pd_chain", 3, "external_pd_chain must be a non-empty string"),
 ])
 def test_a_bad_value_is_named_with_what_it_must_be(name, value, expected):
     params = {**load_profile("quick"), name: value}
@@ -61,6 +75,16 @@ def test_every_problem_is_reported_at_once_and_good_values_pass():
     assert "image_size" in str(info.value) and "synth_patients" in str(info.value) and "epochs" not in str(info.value)
     check_parameter_values({"lr": 1, "fov_mm": 384, "dca_prevalence": "", "dca_prevalence_unused": object()})
     check_parameter_values({"dca_prevalence": 0.3, "seeds": (0, 1), "cam_method": "gradcam++"})
+
+
+def test_site_parameters_accept_their_range():
+    check_parameter_values({"synth_sites": 1, "synth_site_shift": 0.0, "synth_site_poor": 0.25})
+    check_parameter_values({"synth_sites": 4, "synth_site_shift": 2.0, "synth_site_poor": 3})
+    check_parameter_values({"test_sites": []})  # empty: leave-one-site-out
+    check_parameter_values({"test_sites": ["B", "site-2", "C_3"]})
+    check_parameter_values({"test_sites": ("A",)})
+    quick = load_profile("quick")
+    assert quick["test_sites"] == [] and quick["synth_sites"] == 2 and quick["synth_site_poor"] == 1.0
 
 
 def test_crop_larger_than_the_canvas_is_refused():
@@ -84,7 +108,8 @@ def test_the_choices_are_the_ones_the_code_accepts():
     assert PARAMETER_CHOICES["schedule"] == tuple(SCHEDULES)
     assert PARAMETER_CHOICES["select"] == tuple(SELECTIONS)
     assert PARAMETER_CHOICES["auc_ci"] == tuple(AUC_CI_METHODS)
-    assert PARAMETER_CHOICES["protocol"] == tuple(PROTOCOLS)
+    # notebooks 02-08 choose fixed | cv; the Study also runs notebook 09's external protocol
+    assert tuple(PROTOCOLS) == (*PARAMETER_CHOICES["protocol"], "external")
     assert PARAMETER_CHOICES["cam_target"] == tuple(CAM_TARGETS)
     assert set(PARAMETER_CHOICES["cam_method"]) == set(CAM_METHODS)
 

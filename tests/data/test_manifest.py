@@ -145,3 +145,48 @@ def test_manifest_readme_says_dicom_dir_must_be_inside_the_manifest_folder_and_w
     assert "inside the manifest's folder" in row and "Why:" in row
     errors = validate_manifest(pd.DataFrame([dict(GOOD[0], dicom_dir="../elsewhere")]).astype(str))
     assert any("must be a path inside the manifest's folder" in e for e in errors)
+
+
+# ---------------------------------------------------------------- site codes (multi-centre cohorts)
+
+
+def test_site_codes_are_read_and_an_unassigned_row_may_lack_one(tmp_path):
+    rows = [dict(GOOD[0], site="A"), dict(GOOD[1], site="site-2_b"), dict(GOOD[2], site="")]
+    df = read_manifest(_write(tmp_path, rows))
+    assert list(df["site"]) == ["A", "site-2_b", ""]
+    assert COLUMN_NAMES.index("site") > COLUMN_NAMES.index("mask_path")  # an imaging column, before the clinical ones
+    assert COLUMN_NAMES.index("site") < COLUMN_NAMES.index("age")
+
+
+def test_without_a_site_column_every_row_reads_back_as_one_site(tmp_path):
+    path = _write(tmp_path, GOOD)
+    assert "site" not in pd.read_csv(path).columns
+    df = read_manifest(path)
+    assert list(df["site"]) == ["", "", ""]
+    assert list(df.columns[:2]) == ["patient_id", "split"] and df.columns[-1] == "site"
+
+
+def test_a_patient_of_a_split_without_a_site_code_is_named_by_row(tmp_path):
+    rows = [dict(GOOD[0], site="A"), dict(GOOD[1], site=""), dict(GOOD[2], site="")]
+    with pytest.raises(ManifestError) as err:
+        read_manifest(_write(tmp_path, rows))
+    msg = str(err.value)
+    assert "1 problem(s)" in msg  # row 4 (no split) may lack a code
+    assert "row 3, column 'site': empty, but the patient is in split 'test'" in msg
+
+
+@pytest.mark.parametrize("code", ["St Mary's Hospital", "A/B", "Zürich", "x" * 33, "A.1"])
+def test_a_site_code_that_is_not_a_pseudonym_is_refused(tmp_path, code):
+    rows = [dict(GOOD[0], site="A"), dict(GOOD[1], site=code)]
+    with pytest.raises(ManifestError) as err:
+        read_manifest(_write(tmp_path, rows))
+    msg = str(err.value)
+    assert f"row 3, column 'site': {code!r} is not a pseudonymous site code" in msg
+    assert "1-32 letters, digits, '-' or '_'" in msg
+
+
+def test_manifest_readme_documents_the_site_column_and_multi_centre_cohorts():
+    text = (REPO / "data_manifest" / "README.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| `site` |"))
+    assert "pseudonymous" in row and "never a hospital" in row
+    assert "## Multi-centre cohorts" in text and "leave-one-site-out" in text

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from pdstudy.core.methods import Method
+from pdstudy.core.vocab import PREDICTION_SPLITS
 from pdstudy.data.predictions import (
     PREDICTION_COLUMNS,
     check_prediction_file,
@@ -128,3 +129,27 @@ def test_bad_n_slices_is_named_by_readers(tmp_path):
         read_predictions(tmp_path)
     with pytest.raises(ValueError, match=r"preds: column 'n_slices' .*patient 'P2' has 2.5"):
         validate_predictions(chain_predictions(KD).assign(n_slices=[6, 2.5] + [6] * 6), name="preds")
+
+
+def test_external_split_is_a_prediction_split_in_its_own_folder(tmp_path):
+    """The external protocol's files (predictions/external/) carry split 'external'; the vocabulary stays closed."""
+    assert PREDICTION_SPLITS == ("train", "val", "test", "external")
+    folder = tmp_path / "external"
+    run = written_run(folder, KD, fold=1)
+    run.predictions.loc[run.predictions["patient_id"] == "P4", "split"] = "external"
+    write_predictions(folder, KD, run.predictions, seed=0, fold=1)
+    path, = check_prediction_files(folder, [run], n_patients=len(PATIENTS))
+    assert path.parent == folder
+    read = read_predictions(folder)
+    assert read.loc[read["patient_id"] == "P4", "split"].eq("external").all()
+    clean = validate_predictions(read)
+    assert sorted(clean["split"].unique()) == ["external", "test", "train", "val"]
+    assert read_predictions(tmp_path).empty  # the run's own folder does not read the external files
+    for bad in ("holdout", "External"):
+        with pytest.raises(ValueError, match=r"column 'split' must be one of \('train', 'val', 'test', 'external'\)"):
+            validate_predictions(read.assign(split=read["split"].replace("external", bad)))
+        frame = run.predictions.assign(split=run.predictions["split"].replace("external", bad))
+        write_predictions(folder, KD, frame, seed=0, fold=1)
+        with pytest.raises(ValueError, match=rf"column 'split' holds \['{bad}'\], allowed are \['train', 'val', "
+                                             r"'test', 'external'\]"):
+            check_prediction_files(folder, [run], n_patients=len(PATIENTS))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from dicom_factory import write_series
+from dicom_factory import ct_dataset, write_series
 
 from pdstudy.cli import main
+from pdstudy.data.cache import QC_COLUMNS
 from pdstudy.data.manifest import ManifestError
-from pdstudy.data.preprocess import PrepareConfig, prepare
+from pdstudy.data.preprocess import CACHE_VERSION, PrepareConfig, prepare, slice_spacing
 
 STORED = 1100  # with intercept -1024: 76 HU -> (76 + 215) / 500 = 0.582 -> uint8 148
 EXPECTED_UINT8 = int(np.rint((STORED - 1024 + 215) / 500 * 255))
@@ -204,3 +205,51 @@ def test_one_or_two_worker_processes_write_byte_identical_caches(cohort, tmp_pat
         assert (tmp_path / name).read_bytes() == (one.root / name).read_bytes(), name
     masks = np.asarray(one.masks)
     assert masks[one.patient_slices("A")].max() == 0 and masks[one.patient_slices("B")].max() == 1
+
+
+# ---------------------------------------------------------------- qc.csv slice_mm: spacing between the kept slices
+
+
+def test_qc_slice_mm_is_the_median_spacing_of_the_kept_slices(prepared):
+    qc = prepared.qc.set_index("patient_id")
+    assert list(prepared.qc.columns) == list(QC_COLUMNS)
+    assert QC_COLUMNS.index("slice_mm") == QC_COLUMNS.index("pixel_spacing_mm") + 1
+    for pid in ("A", "B", "G", "H"):  # included: the median gap of the cache's own z positions
+        z = np.sort(prepared.index.loc[prepared.index["patient_id"] == pid, "z_mm"].to_numpy())
+        assert float(qc.loc[pid, "slice_mm"]) == pytest.approx(np.median(np.diff(z))), pid
+    assert float(qc.loc["A", "slice_mm"]) == 5.0
+    assert (qc.loc[["C", "D", "E", "F"], "slice_mm"] == "").all()  # excluded patients: empty
+    assert CACHE_VERSION == "3"
+
+
+@pytest.fixture(scope="module")
+def spacing_cohort(tmp_path_factory):
+    """Series of other slice spacings: thin (2.5 mm), uneven (gaps 3, 3, 4, 4 mm), one slice, no positions."""
+    root = tmp_path_factory.mktemp("spacing")
+    write_series(root / "thin", _square(8, 20), dz=-2.5, study_uid="1.2.1", description="PVP")
+    uid = "1.2.826.0.1.3680043.8.498.4242"
+    write_series(root / "uneven", _square(3, 20), dz=-3.0, series_uid=uid, subdir="a", study_uid="1.2.2",
+                 description="PVP")
+    write_series(root / "uneven", _square(2, 20), z0=-10.0, dz=-4.0, series_uid=uid, subdir="b", study_uid="1.2.2",
+                 description="PVP")
+    write_series(root / "single", _square(4, 20), study_uid="1.2.3", description="PVP")
+    (root / "nopos").mkdir()
+    for i, img in enumerate(_square(3, 20)):
+        ct_dataset(img, z=None, series_uid="1.2.826.0.1.3680043.8.498.4343", instance=i + 1, study_uid="1.2.4",
+                   description="PVP").save_as(root / "nopos" / f"{i}.dcm", enforce_file_format=True)
+    rows = [dict(patient_id=pid, split="train", response="good", recist="CR", dicom_dir=pid, z_from_mm=zf, z_to_mm=zt)
+            for pid, zf, zt in (("thin", "", ""), ("uneven", "", ""), ("single", "-5", "-5"), ("nopos", "", ""))]
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    return prepare(root / "manifest.csv", root / "cache", config=PrepareConfig(image_size=16, fov_mm=64.0),
+                   workers=1, show_progress=False)
+
+
+def test_slice_mm_of_thin_uneven_single_and_unpositioned_series(spacing_cohort):
+    qc = spacing_cohort.qc.set_index("patient_id")
+    assert (qc["status"] == "included").all(), qc["reason"].to_dict()
+    assert float(qc.loc["thin", "slice_mm"]) == 2.5 and int(qc.loc["thin", "n_slices"]) == 8
+    assert float(qc.loc["uneven", "slice_mm"]) == 3.5  # median of 3, 3, 4, 4
+    assert int(qc.loc["single", "n_slices"]) == 1 and qc.loc["single", "slice_mm"] == ""
+    assert qc.loc["nopos", "slice_mm"] == ""
+    assert slice_spacing([0.0, -10.0, -5.0]) == 5.0 and np.isnan(slice_spacing([1.0]))
+    assert np.isnan(slice_spacing([0.0, float("nan")]))

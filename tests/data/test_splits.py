@@ -12,6 +12,7 @@ from pdstudy.data.splits import (
     LeakageError,
     carve_validation,
     check_no_leakage,
+    external_splits,
     same_patient_keys,
     same_person_groups,
     stratified_folds,
@@ -188,3 +189,116 @@ def test_carve_with_groups_still_refuses_to_empty_a_response_group():
                              "response": ["poor", "poor", "good", "good"]})
     with pytest.raises(ValueError, match="no training patients with response 'poor'"):
         carve_validation(patients, 0.5, seed=0, groups={"A": "x", "B": "x"})
+
+
+# ---------------------------------------------------------------- external validation: sites held out
+
+
+def _site_cohort(sizes: dict[str, int], *, test_share: float = 0.3) -> pd.DataFrame:
+    """Included patients per site: every third poor, the last ``test_share`` of each site in the manifest's test."""
+    rows = []
+    for site, n in sizes.items():
+        n_test = int(round(test_share * n))
+        for i in range(n):
+            poor = i % 3 == 0
+            rows.append({"patient_id": f"{site}{i:03d}", "split": "test" if i >= n - n_test else "train",
+                         "response": "poor" if poor else "good", "recist": "SD" if poor else "PR", "site": site})
+    return pd.DataFrame(rows)
+
+
+def _check_external(df: pd.DataFrame, manifest: pd.DataFrame, held: tuple[str, ...], fraction: float) -> None:
+    """What every external split must be, computed from the manifest independently of the implementation."""
+    m = manifest.set_index("patient_id")
+    d = df.set_index("patient_id")
+    assert list(d.index) == list(m.index)  # same patients, same order, nothing else changed
+    assert d.drop(columns="split").equals(m.drop(columns="split"))
+    at_held = m["site"].isin(held)
+    assert (d.loc[at_held, "split"] == "external").all()  # whatever their manifest split
+    assert not d.loc[at_held, "split"].isin(["train", "val"]).any()
+    training = m[~at_held]
+    assert (d.loc[training.index, "split"] != "external").all()
+    internal = training.index[training["split"] == "test"]
+    assert (d.loc[internal, "split"] == "test").all()  # the internal test set is kept, never trained on
+    trained = training[training["split"] == "train"]
+    assert d.loc[trained.index, "split"].isin(["train", "val"]).all()
+    for response, grp in trained.groupby("response"):  # the carve is stratified by response
+        n_val = int((d.loc[grp.index, "split"] == "val").sum())
+        assert n_val == max(1, int(round(fraction * len(grp)))), (response, n_val, len(grp))
+
+
+def test_two_sites_leave_one_site_out():
+    manifest = _site_cohort({"B": 30, "A": 40})
+    out = external_splits(manifest, val_fraction=0.2, seed=0)
+    assert [held for _, held in out] == [("A",), ("B",)]  # one fold per site, sorted
+    for df, held in out:
+        _check_external(df, manifest, held, 0.2)
+    assert external_splits(manifest, [], val_fraction=0.2, seed=0)[1][0].equals(out[1][0])  # empty = LOSO
+
+
+def test_three_sites_leave_one_site_out_and_given_test_sites():
+    manifest = _site_cohort({"A": 40, "B": 30, "C": 24})
+    loso = external_splits(manifest, None, val_fraction=0.25, seed=3)
+    assert [held for _, held in loso] == [("A",), ("B",), ("C",)]
+    for df, held in loso:
+        _check_external(df, manifest, held, 0.25)
+    (df, held), = external_splits(manifest, ["C", "B", "C"], val_fraction=0.2, seed=3)
+    assert held == ("B", "C")
+    _check_external(df, manifest, held, 0.2)
+    (one, held), = external_splits(manifest, "C", val_fraction=0.2, seed=3)  # a single code as a string
+    assert held == ("C",)
+    _check_external(one, manifest, held, 0.2)
+
+
+def test_external_carve_is_drawn_from_the_seed_and_zero_keeps_the_manifest_split():
+    manifest = _site_cohort({"A": 40, "B": 30, "C": 24})
+    a = external_splits(manifest, ["C"], val_fraction=0.2, seed=1)[0][0]
+    assert a.equals(external_splits(manifest, ["C"], val_fraction=0.2, seed=1)[0][0])
+    draws = {tuple(external_splits(manifest, ["C"], val_fraction=0.2, seed=s)[0][0]["split"]) for s in range(5)}
+    assert len(draws) > 1
+    zero = external_splits(manifest, ["C"], val_fraction=0.0, seed=1)[0][0]
+    expected = manifest["split"].where(manifest["site"] != "C", "external")
+    assert zero["split"].tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize(("patients", "test_sites", "message"), [
+    (_site_cohort({"A": 20, "B": 20}).drop(columns="site"), None, r"lacks column\(s\) \['site'\]"),
+    (_site_cohort({"A": 20}), None, r"at least 2 sites, the cohort has 1 \('A'\)"),
+    (_site_cohort({"A": 20, "B": 20}).assign(site=""), None, "single-site cohort"),
+    (_site_cohort({"A": 20, "B": 20}).assign(site=lambda d: d["site"].where(d.index != 3, "")), None,
+     r"patient\(s\) \['A003'\] have no site code"),
+    (_site_cohort({"A": 20, "B": 20}), ["B", "Z"], r"test_sites names unknown site\(s\) \['Z'\]"),
+    (_site_cohort({"A": 20, "B": 20}), ["A", "B"], "holds out every site"),
+    (_site_cohort({"A": 20, "B": 20}).assign(split=lambda d: d["split"].where(d["site"] == "B", "test")), ["B"],
+     "leaves no training patient"),
+])
+def test_external_split_errors_name_what_is_wrong(patients, test_sites, message):
+    with pytest.raises(ValueError, match=message):
+        external_splits(patients, test_sites, val_fraction=0.2, seed=0)
+
+
+def test_same_person_at_two_sites_is_leakage_when_one_is_held_out():
+    manifest = _site_cohort({"A": 30, "B": 30, "C": 30})
+    groups = same_person_groups({"A001": "k1", "B001": "k1"})
+    with pytest.raises(LeakageError, match=r"A001 \(site A\), B001 \(site B\).*held-out site\(s\) \['A'\]"):
+        external_splits(manifest, None, val_fraction=0.2, seed=0, groups=groups)
+    with pytest.raises(LeakageError, match="held-out site"):
+        external_splits(manifest, ["B"], val_fraction=0.2, seed=0, groups=groups)
+    # Both training sites, or both held out: no leakage, and the pair stays on one side of the carve.
+    for test_sites in (["C"], ["A", "B"]):
+        for seed in range(6):
+            (df, _), = external_splits(manifest, test_sites, val_fraction=0.3, seed=seed, groups=groups)
+            splits = set(df.loc[df["patient_id"].isin(["A001", "B001"]), "split"])
+            assert len(splits) == 1, (test_sites, seed, splits)
+
+
+def test_a_held_out_patient_that_the_carve_trained_on_is_caught(monkeypatch):
+    import pdstudy.data.splits as splits_module
+
+    def leaky(patients, fraction, *, seed, groups=None):
+        out = patients.copy()
+        out.loc[out.index[out["split"] == "external"][:1], "split"] = "val"
+        return out
+
+    monkeypatch.setattr(splits_module, "carve_validation", leaky)
+    with pytest.raises(AssertionError, match="held-out patient"):
+        external_splits(_site_cohort({"A": 20, "B": 20}), ["B"], val_fraction=0.2, seed=0)

@@ -17,7 +17,7 @@ from sklearn.metrics import roc_auc_score
 
 from pdstudy.data import synth
 from pdstudy.data.manifest import read_manifest
-from pdstudy.data.synth._plan import _AGES, _TABLE1, SLICE_MM, _plan
+from pdstudy.data.synth._plan import _AGES, _TABLE1, _plan
 from pdstudy.data.synth._render import _HU, LIVER
 from pdstudy.data.synth._write import _series_dataset, _SeriesEncoder
 
@@ -154,8 +154,12 @@ def test_table1_transcription_matches_reference():
 def test_liver_range_has_at_least_12_slices_at_default_size():
     m = synth.plan_cohort()
     eligible = m[m["split"] != ""]
-    n_in_range = (eligible["z_from_mm"].astype(float) - eligible["z_to_mm"].astype(float)).abs() / 5.0 + 1
-    assert (n_in_range >= 12).all() and (n_in_range < 24).all()
+    sites = {s.code: s for s in synth.default_sites()}
+    thickness = eligible["site"].map(lambda c: sites[c].slice_mm)
+    n_in_range = (eligible["z_from_mm"].astype(float) - eligible["z_to_mm"].astype(float)).abs() / thickness + 1
+    n_slices = 24 * 5.0 / thickness  # the site's slices over the 24 x 5 mm of site A
+    assert (n_in_range >= 12).all() and (n_in_range < n_slices).all()
+    assert set(eligible["site"]) == {"A", "B"}
 
 
 # ----------------------------------------------------------------- signal and nuisance
@@ -287,15 +291,15 @@ def test_phases_agree_with_package_reader(cohort: Path):
 def test_masks_align_with_images(cohort: Path, headers: pd.DataFrame):
     m = read_manifest(cohort / "manifest.csv")
     truth = pd.read_csv(cohort / "series.csv", dtype=str, keep_default_na=False)
-    shape = (SMALL["slices"], SMALL["size"], SMALL["size"])
     for _, row in m.iterrows():
         if not row["mask_path"]:
             continue
         arrays = np.load(cohort / row["mask_path"])
         mask, body, liver, z = arrays["mask"], arrays["body"], arrays["liver"], arrays["z_mm"]
+        pvp_dir = truth[(truth["patient_id"] == row["patient_id"]) & (truth["phase"] == "portal_venous")]
+        shape = (int(pvp_dir["n_slices"].iloc[0]), SMALL["size"], SMALL["size"])  # the site's slices
         assert mask.shape == body.shape == liver.shape == shape and mask.dtype == np.uint8
         assert mask.any() and not (mask & (1 - body)).any()
-        pvp_dir = truth[(truth["patient_id"] == row["patient_id"]) & (truth["phase"] == "portal_venous")]
         series_z = headers[headers["series_dir"] == pvp_dir["series_dir"].iloc[0]]["z"]
         np.testing.assert_allclose(z, np.sort(series_z.to_numpy())[::-1])
         lo, hi = sorted((float(row["z_from_mm"]), float(row["z_to_mm"])))
@@ -325,7 +329,7 @@ def test_tumour_is_a_visible_mass_carrying_the_latent_features(
         ring = binary_dilation(mask, in_plane, iterations=2) & ~binary_dilation(mask, in_plane)
         tumour_hu = float(hu[core].mean()) if core.sum() >= 5 else np.nan
         rows.append({
-            "volume": mask.sum() * spacing**2 * SLICE_MM, "tumour_hu": tumour_hu,
+            "volume": mask.sum() * spacing**2 * plan.loc[row["patient_id"], "slice_mm"], "tumour_hu": tumour_hu,
             "contrast": float(np.median(np.abs(hu[ring] - tumour_hu))), "liver_hu": float(np.median(hu[liver])),
             "radius": plan.loc[row["patient_id"], "tumour_radius_mm"],
             "enhancement": plan.loc[row["patient_id"], "tumour_enhancement_hu"],

@@ -21,7 +21,8 @@ from pdstudy.data.synth._write import _parameters
 #: Digest of the default cohort's manifest and UIDs (:func:`plan_digest`), per generator version, taken before
 #: ``clinical_signal`` existed: the default must stay exactly this cohort. A new generator version that changes
 #: the bytes on purpose adds its own digest here.
-DEFAULT_DIGEST = {"2.3": "e39634551fdbf474325da5262d5217b442fcb629c0acfd9e987a4fd3b76fbf74"}
+DEFAULT_DIGEST = {"2.3": "e39634551fdbf474325da5262d5217b442fcb629c0acfd9e987a4fd3b76fbf74",
+                  "3.0": "1bfeebe52f247ecd8816f9583f894dfd3476ea6ebeb560e0717f266c7cbeb859"}  # two sites (issue 17)
 COVARIATES = ["age", "sex", "lauren", "cea", "ca199", "ct_stage", "cn_stage", "cm_stage"]
 TINY = {"patients": 6, "seed": 1, "slices": 8, "size": 32}
 
@@ -49,8 +50,8 @@ def test_default_signal_is_the_cohort_of_before():
 def test_default_parameters_keep_the_cache_key():
     """synth.json's parameters (part of the slice-cache key) name clinical_signal only when it is not 1."""
     default = _parameters(164, 0, 24, 128)
-    assert default == {"patients": 164, "seed": 0, "slices": 24, "size": 128,
-                       "generator_version": synth.GENERATOR_VERSION}
+    assert default == {"patients": 164, "seed": 0, "slices": 24, "size": 128, "sites": 2, "site_shift": 1.0,
+                       "site_poor": 1.0, "generator_version": synth.GENERATOR_VERSION}
     assert _parameters(164, 0, 24, 128, 1) == default
     assert _parameters(164, 0, 24, 128, 0.5)["clinical_signal"] == 0.5
 
@@ -58,10 +59,10 @@ def test_default_parameters_keep_the_cache_key():
 def test_folder_name_holds_the_signal_only_when_not_default(tmp_path: Path):
     kw = {"patients": 164, "seed": 0, "slices": 24, "size": 128}
     default = synthetic_dir(tmp_path, **kw)
-    assert default.name == "n164-seed0-k24-px128"
+    assert default.name == "n164-seed0-k24-px128-sites2"
     assert synthetic_dir(tmp_path, **kw, clinical_signal=1) == default
     names = {v: synthetic_dir(tmp_path, **kw, clinical_signal=v).name for v in (0, 0.25, 0.5, 1 / 3)}
-    assert names[0] == "n164-seed0-k24-px128-clin0" and names[0.5] == "n164-seed0-k24-px128-clin0.5"
+    assert names[0] == "n164-seed0-k24-px128-sites2-clin0" and names[0.5] == "n164-seed0-k24-px128-sites2-clin0.5"
     assert len(set(names.values()) | {default.name}) == 5
 
 
@@ -137,7 +138,7 @@ def test_load_cohort_puts_each_signal_in_its_own_folder(tmp_path: Path):
           "synth_size": 32, "workers": 1, "show_progress": False}
     default = load_cohort(None, tmp_path, **kw)
     weak = load_cohort(None, tmp_path, synth_clinical_signal=0.0, **kw)
-    assert default.manifest_path.parent.name == "n6-seed1-k8-px32" and default.clinical_signal == 1.0
-    assert weak.manifest_path.parent.name == "n6-seed1-k8-px32-clin0" and weak.clinical_signal == 0.0
+    assert default.manifest_path.parent.name == "n6-seed1-k8-px32-sites2" and default.clinical_signal == 1.0
+    assert weak.manifest_path.parent.name == "n6-seed1-k8-px32-sites2-clin0" and weak.clinical_signal == 0.0
     assert default.prepared.root != weak.prepared.root
     assert np.array_equal(default.manifest["patient_id"], weak.manifest["patient_id"])

@@ -5,8 +5,8 @@ voxel outside it (stomach, bowel, margins, organs, noise) must be drawn from nui
 giving a patient another patient's response and tumour features may change the mass and nothing else.
 
 The checks render the label volume and the portal-venous HU of the default cohort's 140 included patients
-at the quick profile's sizes (24 slices of 128 px, geometry in mm) with the generator's private renderer,
-without writing DICOM.
+at the quick profile's sizes (24 slices of 128 px at site A, geometry in mm; site B's patients at their site's
+40 slices and pixel spacing) with the generator's private renderer, without writing DICOM.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from scipy.ndimage import binary_dilation, distance_transform_edt
 from sklearn.metrics import roc_auc_score
 
 from pdstudy.data.synth import TUMOUR_FEATURES
-from pdstudy.data.synth._plan import SLICE_MM, _plan, _rng
+from pdstudy.data.synth._plan import _plan, _rng
 from pdstudy.data.synth._render import TUMOUR, _Anatomy, _anatomy, _render
 
 SEED = 0
@@ -83,7 +83,7 @@ def test_mass_centre_does_not_move_with_the_radius(plan: pd.DataFrame):
             q = p.copy()
             q["tumour_radius_mm"] = radius
             mask = _anatomy(q, SLICES, SIZE, _rng(SEED, "anatomy", i)).labels == TUMOUR
-            spacing = np.array([SLICE_MM, float(p["pixel_spacing_mm"]), float(p["pixel_spacing_mm"])])
+            spacing = np.array([float(p["slice_mm"]), float(p["pixel_spacing_mm"]), float(p["pixel_spacing_mm"])])
             centres.append(np.argwhere(mask).mean(axis=0) * spacing)
         shifts.append(float(np.linalg.norm(centres[1] - centres[0])))
     shifts_mm = np.array(shifts)

@@ -22,8 +22,10 @@ from pdstudy.data.synth._write import _parameters
 #: :data:`TINY` cohort and :func:`series_digest` of the default 164-patient plan. A new generator version that
 #: changes the bytes on purpose adds its own digests here.
 TINY = {"patients": 6, "seed": 1, "slices": 8, "size": 32}
-DEFAULT_HEADER_DIGEST = {"2.3": "90ecdef99e0cbbbb7f2260db70948a356116cdcfc896a1d93b876ef58451c8c5"}
-DEFAULT_SERIES_DIGEST = {"2.3": "c234d3c6494c7ec24ff7d4f18556e4117982faa53b78aed823be83f0bccdd5ca"}
+DEFAULT_HEADER_DIGEST = {"2.3": "90ecdef99e0cbbbb7f2260db70948a356116cdcfc896a1d93b876ef58451c8c5",
+                         "3.0": "247b444c43a6d76a0b6abaca52cd6beb764889a915c2a58400689eaa8c6713e6"}
+DEFAULT_SERIES_DIGEST = {"2.3": "c234d3c6494c7ec24ff7d4f18556e4117982faa53b78aed823be83f0bccdd5ca",
+                         "3.0": "5744eae08200cc1f029e238ec39c5b5892a0b8187616a3538a717d7a208addd2"}
 #: A cohort with one patient without a portal-venous series by design, one excluded for metastasis.
 SMALL = {"patients": 20, "seed": 0, "slices": 8, "size": 32}
 OPTIONS = {"phase_style": "explicit", "all_phases": True}
@@ -83,7 +85,8 @@ def test_defaults_are_the_cohort_of_before(tmp_path: Path):
 
 
 def test_default_parameters_keep_the_cache_key():
-    default = {"patients": 164, "seed": 0, "slices": 24, "size": 128, "generator_version": synth.GENERATOR_VERSION}
+    default = {"patients": 164, "seed": 0, "slices": 24, "size": 128, "sites": 2, "site_shift": 1.0, "site_poor": 1.0,
+               "generator_version": synth.GENERATOR_VERSION}
     assert _parameters(164, 0, 24, 128) == default
     assert _parameters(164, 0, 24, 128, 1.0, None, False) == default
     assert _parameters(164, 0, 24, 128, 1.0, "protocol", False) == {**default, "phase_style": "protocol"}

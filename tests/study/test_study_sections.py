@@ -517,8 +517,9 @@ def test_report_contents_with_sections_06_and_07(tmp_path):
                                                "fig6_iterations"]
     assert "Fig. 3 with the readers' operating points (SIMULATED readers)" in contents.figures
     assert contents.notes[1].startswith("Fig. 4A uses the test-chosen (optimistic) threshold")
-    assert contents.notes[2].startswith("Protocol cv") and len(contents.notes) == 4
+    assert contents.notes[2].startswith("Protocol cv") and len(contents.notes) == 5
     assert contents.notes[3].startswith("Notebook 08 (clinical fusion) has not written")
+    assert contents.notes[4].startswith("Notebook 09 (external validation) has not written")
     # with notebook 08's outputs: its table, figure and a note on what was fitted on which patients
     (run.tables / "clinical_fusion.md").write_text("# t\n")
     (run.figures / "clinical_fusion.png").write_bytes(b"png")
@@ -533,6 +534,15 @@ def test_report_contents_with_sections_06_and_07(tmp_path):
     figures = list(contents.figures.values())
     assert figures.index("fig5_gradcam_other") == figures.index("fig5_gradcam") + 1
     assert any("fitted on the training patients" in n and "validation patients" in n for n in contents.notes)
+    # with notebook 09's outputs: the per-site tables, the external-validation table and figure, and a note
+    for name in ("site_preprocessing", "table1_sites", "external_validation"):
+        (run.tables / f"{name}.md").write_text("# t\n")
+    (run.figures / "external_validation.png").write_bytes(b"png")
+    contents = report_contents(run, roc_panels={"A": "fig3_roc_baseline"}, curve_architectures=[B7],
+                               fig4_model="PD", fig4_policy="youden_val", cv=False, stand_ins=False, protocol="fixed")
+    assert list(contents.tables.values())[-3:] == ["site_preprocessing", "table1_sites", "external_validation"]
+    assert list(contents.figures.values())[-1] == "external_validation"
+    assert any(n.startswith("External validation (notebook 09") for n in contents.notes)
 
 
 def test_localised_methods_follow_the_cam_localise_parameter():

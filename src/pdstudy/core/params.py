@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import math
 import numbers
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -39,7 +40,17 @@ STUDY_PARAMETERS = (
     "pretrained", "weights_dir", "stand_ins", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
     "warmup_epochs", "schedule", "beta", "alpha", "temperature", "kd_convention", "drop_rate", "drop_path_rate",
     "slices_per_patient", "crop_size", "top_k", "select", "volume_depth", "hybrid_depth",
+    "synth_sites", "synth_site_shift", "synth_site_poor",
 )
+
+#: A pseudonymous site code (manifest column ``site``, notebook parameter ``test_sites``): 1-32 letters,
+#: digits, ``-`` or ``_``.
+SITE_CODE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+def is_site_code(value: Any) -> bool:
+    """Whether ``value`` is a pseudonymous site code (:data:`SITE_CODE_PATTERN`)."""
+    return isinstance(value, str) and bool(SITE_CODE_PATTERN.match(value))
 
 
 # --------------------------------------------------------------------------- checking parameter values
@@ -61,8 +72,8 @@ PARAMETER_CHOICES: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class _Rule:
-    """What one parameter must be: ``kind`` (int, float, bool, str, path, choice, list, chains, share_or_empty),
-    bounds for numbers (``low``/``high``, open when ``*_open``) and list items."""
+    """What one parameter must be: ``kind`` (int, float, bool, str, path, choice, list, chains, share_or_empty,
+    sites), bounds for numbers (``low``/``high``, open when ``*_open``) and list items."""
 
     kind: str
     low: float | None = None
@@ -80,6 +91,9 @@ class _Rule:
             return "a list of chains 'arch>arch' (teacher first), e.g. ['efficientnet_b7>efficientnet_b7']"
         if self.kind == "share_or_empty":
             return "empty (the test set's own prevalence) or a number strictly between 0 and 1"
+        if self.kind == "sites":
+            return ("a list of site codes (1-32 letters, digits, '-' or '_'), e.g. ['B']; "
+                    "empty = leave-one-site-out")
         words = {"int": "an integer", "float": "a number", "bool": "True or False", "str": "a non-empty string",
                  "path": "a path (a string; empty = the default)"}[self.kind]
         bounds = []
@@ -98,6 +112,8 @@ class _Rule:
             return isinstance(value, str) and value in PARAMETER_CHOICES[name]
         if self.kind == "share_or_empty":
             return value == "" or (_is_number(value) and 0 < float(value) < 1)
+        if self.kind == "sites":
+            return isinstance(value, list | tuple) and all(is_site_code(v) for v in value)
         if self.kind in ("list", "chains"):
             if not isinstance(value, list | tuple) or not value:
                 return False
@@ -130,6 +146,9 @@ PARAMETER_RULES: dict[str, _Rule] = {
     **dict.fromkeys(("seed", "synth_seed", "split_seed"), _NAT),
     "synth_patients": _Rule("int", low=4), "synth_slices": _Rule("int", low=8), "synth_size": _Rule("int", low=32),
     "synth_clinical_signal": _Rule("float", low=0, high=1), "fusion_pd_chain": _Rule("str"),
+    "synth_sites": _Rule("int", low=1, high=4), "synth_site_shift": _Rule("float", low=0, high=2),
+    "synth_site_poor": _Rule("float", low=0, low_open=True),
+    "test_sites": _Rule("sites"), "external_baseline": _Rule("str"), "external_pd_chain": _Rule("str"),
     "image_size": _Rule("int", low=8), "fov_mm": _Rule("float", low=0, low_open=True), "workers": _NAT,
     "seeds": _Rule("list", item=_NAT), "cv_folds": _Rule("int", low=2), "cv_repeats": _POS,
     "val_fraction": _Rule("float", low=0, high=1, low_open=True, high_open=True),

@@ -14,6 +14,13 @@ RESPONSES: Final = ("good", "poor")
 RECIST_CODES: Final = ("CR", "PR", "SD", "PD")
 SPLITS: Final = ("train", "val", "test")
 
+#: Manifest column of the (pseudonymous) site code of a multi-centre cohort; optional.
+SITE_COLUMN: Final = "site"
+#: Split of a prediction file's patients at a held-out site (external validation, notebook 09); never a manifest split.
+EXTERNAL_SPLIT: Final = "external"
+#: Splits a prediction file may carry.
+PREDICTION_SPLITS: Final = (*SPLITS, EXTERNAL_SPLIT)
+
 #: Class 1 of every model and metric: poor response (the paper's sensitivity 97.44% = 38/39
 #: is only reachable with 39 training poor responders as positives).
 POSITIVE_CLASS: Final = "poor"

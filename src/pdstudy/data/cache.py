@@ -109,9 +109,10 @@ def load_prepared(cache_dir: str | Path) -> PreparedCohort:
     return PreparedCohort(root=root, images=images, index=index, qc=qc, meta=meta, masks=masks)
 
 
-#: ``study_key`` / ``pixel_key``: same-person keys of included patients (see :func:`same_patient_keys`).
-QC_COLUMNS = ("patient_id", "status", "reason", "n_slices", "warnings", "pvp_rule", "pixel_spacing_mm", "n_files",
-              "study_key", "pixel_key")
+#: ``study_key`` / ``pixel_key``: same-person keys of included patients (see :func:`same_patient_keys`);
+#: ``slice_mm``: median spacing between the kept slices (empty: excluded, a single slice, or no slice positions).
+QC_COLUMNS = ("patient_id", "status", "reason", "n_slices", "warnings", "pvp_rule", "pixel_spacing_mm", "slice_mm",
+              "n_files", "study_key", "pixel_key")
 
 
 KEY_COLUMNS = ("study_key", "pixel_key")

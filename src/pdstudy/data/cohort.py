@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,7 +15,7 @@ from pdstudy.core.vocab import RESPONSES, paper_label
 from pdstudy.data.cache import PreparedCohort, reason_category
 from pdstudy.data.manifest import read_manifest
 from pdstudy.data.preprocess import PrepareConfig, prepare
-from pdstudy.data.synth import check_clinical_signal, ensure_cohort
+from pdstudy.data.synth import check_clinical_signal, check_site_options, ensure_cohort
 from pdstudy.stats import fisher_exact_rxc
 
 #: Table 1 rows: manifest column -> (display name, ordered levels with display labels).
@@ -54,18 +56,31 @@ class Cohort:
         return df[(df["status"] == "included") & (df["split"] != "")].reset_index(drop=True)
 
 
+def _number(value: float) -> str:
+    return f"{value:g}" if float(f"{value:g}") == value else repr(value)
+
+
 def synthetic_dir(data_dir: str | Path, *, patients: int, seed: int, slices: int, size: int,
-                  clinical_signal: float = 1.0) -> Path:
+                  clinical_signal: float = 1.0, sites: int = 2, site_shift: float = 1.0,
+                  site_poor: float = 1.0) -> Path:
     """Where the synthetic cohort with these generator settings lives under ``data_dir``.
 
-    ``synthetic/n<patients>-seed<seed>-k<slices>-px<size>``, followed by ``-clin<clinical_signal>`` (e.g.
-    ``-clin0``, ``-clin0.5``) when ``clinical_signal`` is not the default 1: the default cohort keeps the
-    folder it had before the parameter existed, and cohorts of different values never overwrite each other.
+    ``synthetic/n<patients>-seed<seed>-k<slices>-px<size>-sites<sites>``, followed by ``-shift<site_shift>`` and
+    ``-poor<site_poor>`` when they are not 1 and by ``-clin<clinical_signal>`` (e.g. ``-clin0``, ``-clin0.5``) when
+    ``clinical_signal`` is not the default 1, so that cohorts of different settings never overwrite each other.
+    ``sites`` is a number of default sites (:func:`pdstudy.data.synth.default_sites`).
     """
-    name = f"n{patients}-seed{seed}-k{slices}-px{size}"
     signal = check_clinical_signal(clinical_signal)
+    check_site_options(sites, site_shift, site_poor)
+    if not isinstance(sites, int | np.integer):
+        raise ValueError(f"sites must be a number of default sites (1-4) for a cached synthetic cohort, got {sites!r}")
+    name = f"n{patients}-seed{seed}-k{slices}-px{size}-sites{int(sites)}"
+    if float(site_shift) != 1.0:
+        name += f"-shift{_number(float(site_shift))}"
+    if float(site_poor) != 1.0:
+        name += f"-poor{_number(float(site_poor))}"
     if signal != 1.0:
-        name += f"-clin{signal:g}" if float(f"{signal:g}") == signal else f"-clin{signal!r}"
+        name += f"-clin{_number(signal)}"
     return Path(data_dir) / "synthetic" / name
 
 
@@ -80,6 +95,9 @@ def load_cohort(
     synth_slices: int = 24,
     synth_size: int = 128,
     synth_clinical_signal: float = 1.0,
+    synth_sites: int = 2,
+    synth_site_shift: float = 1.0,
+    synth_site_poor: float = 1.0,
     workers: int | None = None,
     show_progress: bool = True,
 ) -> Cohort:
@@ -87,16 +105,18 @@ def load_cohort(
 
     Both steps are cached under ``data_dir`` (``synthetic/`` and ``cache/``), so every notebook
     can call this and only the first pays. ``synth_*`` are the synthetic cohort's parameters
-    (:func:`pdstudy.data.synth.generate_cohort`; ``synth_clinical_signal`` is its ``clinical_signal``),
+    (:func:`pdstudy.data.synth.generate_cohort`; ``synth_clinical_signal`` is its ``clinical_signal``,
+    ``synth_sites``, ``synth_site_shift`` and ``synth_site_poor`` its ``sites``, ``site_shift`` and ``site_poor``),
     ignored when a manifest is given.
     """
     synthetic = not manifest
     signal = check_clinical_signal(synth_clinical_signal)
     if synthetic:
+        sites = {"sites": synth_sites, "site_shift": synth_site_shift, "site_poor": synth_site_poor}
         out = synthetic_dir(data_dir, patients=synth_patients, seed=synth_seed, slices=synth_slices, size=synth_size,
-                            clinical_signal=signal)
+                            clinical_signal=signal, **sites)
         manifest = ensure_cohort(out, patients=synth_patients, seed=synth_seed, slices=synth_slices,
-                                 size=synth_size, clinical_signal=signal, show_progress=show_progress)
+                                 size=synth_size, clinical_signal=signal, show_progress=show_progress, **sites)
     manifest_path = Path(manifest).resolve()  # type: ignore[arg-type]
     df = read_manifest(manifest_path)
     prepared = prepare(manifest_path, Path(data_dir) / "cache",
@@ -104,6 +124,44 @@ def load_cohort(
                        workers=workers, show_progress=show_progress)
     return Cohort(manifest_path=manifest_path, manifest=df, prepared=prepared, synthetic=synthetic,
                   clinical_signal=signal if synthetic else 1.0)
+
+
+#: Notebook parameters :func:`cohort_from_parameters` needs, and the synthetic cohort's, read when present.
+COHORT_PARAMETERS: tuple[str, ...] = ("manifest", "data_dir", "image_size", "fov_mm", "workers")
+SYNTH_PARAMETERS: dict[str, type] = {
+    "synth_patients": int, "synth_seed": int, "synth_slices": int, "synth_size": int, "synth_clinical_signal": float,
+    "synth_sites": int, "synth_site_shift": float, "synth_site_poor": float,
+}
+
+
+def cohort_from_parameters(params: Mapping[str, Any], *, show_progress: bool = True) -> Cohort:
+    """:func:`load_cohort` with a notebook's parameters (e.g. its ``globals()`` or a profile).
+
+    Parameters
+    ----------
+    params : mapping
+        Every name of :data:`COHORT_PARAMETERS` (``manifest`` empty: the synthetic cohort; ``workers`` 0: one per
+        usable core); the names of :data:`SYNTH_PARAMETERS` when present (else :func:`load_cohort`'s defaults).
+    show_progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    Cohort
+        The validated manifest and its prepared slice cache.
+
+    Raises
+    ------
+    ValueError
+        Naming the missing parameters.
+    """
+    missing = [k for k in COHORT_PARAMETERS if k not in params]
+    if missing:
+        raise ValueError(f"missing cohort parameter(s) {missing}")
+    synth = {k: kind(params[k]) for k, kind in SYNTH_PARAMETERS.items() if k in params}
+    return load_cohort(params["manifest"] or None, params["data_dir"], image_size=int(params["image_size"]),
+                       fov_mm=float(params["fov_mm"]), workers=int(params["workers"]) or None,
+                       show_progress=show_progress, **synth)
 
 
 def patient_flow(manifest: pd.DataFrame, qc: pd.DataFrame) -> dict:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pdstudy.core.vocab import RECIST_CODES, RECIST_TO_RESPONSE, RESPONSES, SPLITS
+from pdstudy.core.params import is_site_code
+from pdstudy.core.vocab import RECIST_CODES, RECIST_TO_RESPONSE, RESPONSES, SITE_COLUMN, SPLITS
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("z_to_mm", False, "other end of the slice range to keep, in mm (inclusive); either order"),
     Column("exclusion", False, "reason recorded before imaging was read (e.g. metastasis_outside_abdominal_cavity)"),
     Column("mask_path", False, "optional .npz with a tumour mask (synthetic cohort), relative to the manifest"),
+    Column(SITE_COLUMN, False, "pseudonymous site code of a multi-centre cohort (1-32 letters, digits, '-', '_'); "
+                               "never a hospital name; needed on every row with a split when the column exists"),
     Column("age", False, "age in years at baseline (integer)"),
     Column("sex", False, "F | M", SEX_CODES),
     Column("lauren", False, "Lauren type: intestinal | diffuse_mixed | undifferentiated", LAUREN_CODES),
@@ -169,6 +172,15 @@ def validate_manifest(df: pd.DataFrame, source: str = "manifest") -> list[str]:
                     errors.append(f"{source}: {_where(i, col)}: {row[col]!r} is not a number")
         if "z_from_mm" in df.columns and "z_to_mm" in df.columns and bool(row["z_from_mm"]) != bool(row["z_to_mm"]):
             errors.append(f"{source}: {_where(i, 'z_to_mm')}: z_from_mm and z_to_mm must be given together")
+        if SITE_COLUMN in df.columns:
+            site = row[SITE_COLUMN]
+            if site and not is_site_code(site):
+                errors.append(f"{source}: {_where(i, SITE_COLUMN)}: {site!r} is not a pseudonymous site code "
+                              "(1-32 letters, digits, '-' or '_'; never a hospital name)")
+            elif assigned and not site:
+                errors.append(f"{source}: {_where(i, SITE_COLUMN)}: empty, but the patient is in split "
+                              f"{row['split']!r} (with a '{SITE_COLUMN}' column every patient of a split needs a "
+                              "site code)")
     return errors
 
 
@@ -261,7 +273,8 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        All columns as strings (empty string for missing values), in file order.
+        All columns as strings (empty string for missing values), in file order. A manifest without a
+        ``site`` column (a single-site cohort) gets one, empty on every row, after its own columns.
 
     Raises
     ------
@@ -287,6 +300,8 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
         shown = "\n  ".join(errors[:50])
         more = f"\n  ... and {len(errors) - 50} more" if len(errors) > 50 else ""
         raise ManifestError(f"{len(errors)} problem(s) in the manifest:\n  {shown}{more}")
+    if SITE_COLUMN not in df.columns:
+        df[SITE_COLUMN] = ""
     return df
 
 

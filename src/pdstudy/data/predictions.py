@@ -12,7 +12,7 @@ import pandas as pd
 
 from pdstudy.core.io import write_csv
 from pdstudy.core.methods import Method, method_from_id
-from pdstudy.core.vocab import RECIST_CODES, RECIST_TO_RESPONSE, RESPONSES, SPLITS
+from pdstudy.core.vocab import PREDICTION_SPLITS, RECIST_CODES, RECIST_TO_RESPONSE, RESPONSES
 
 
 def prediction_path(pred_dir: Path, method: Method, *, seed: int, fold: int = -1, repeat: int = 0) -> Path:
@@ -99,7 +99,8 @@ def validate_predictions(preds: pd.DataFrame, *, name: str = "predictions") -> p
     Raises
     ------
     ValueError
-        On missing columns, unknown splits / responses / RECIST codes, a RECIST code that disagrees
+        On missing columns, unknown splits (:data:`pdstudy.core.vocab.PREDICTION_SPLITS`: train, val, test and
+        ``external``, a held-out site's patient) / responses / RECIST codes, a RECIST code that disagrees
         with the response, non-finite scores, non-integer stage/seed/fold/repeat, an unparsable method
         ID, a stage outside the method's chain, or a patient listed twice for one method, stage, seed,
         fold and repeat, or an ``n_slices`` that is neither empty nor an integer >= 1. Messages name the
@@ -122,7 +123,7 @@ def validate_predictions(preds: pd.DataFrame, *, name: str = "predictions") -> p
         raise ValueError(f"{name}: column {col!r} {what}; method {df['method'].iloc[i]!r}, patient "
                          f"{df['patient_id'].iloc[i]!r} has {preds[col].iloc[i]!r}")
 
-    for col, allowed in (("split", SPLITS), ("response", RESPONSES), ("recist", RECIST_CODES)):
+    for col, allowed in (("split", PREDICTION_SPLITS), ("response", RESPONSES), ("recist", RECIST_CODES)):
         bad = ~df[col].isin(allowed)
         if bad.any():
             fail(bad, col, f"must be one of {allowed}")
@@ -159,8 +160,10 @@ def validate_predictions(preds: pd.DataFrame, *, name: str = "predictions") -> p
     return df
 
 
-#: Columns of ``reports/<run>/predictions/*.csv`` (schema in data_manifest/README.md). ``n_slices``: the
-#: patient's number of slices in the slice cache (``score`` averages the top ``min(top_k, n_slices)`` of them).
+#: Columns of ``reports/<run>/predictions/*.csv`` (schema in data_manifest/README.md). ``split``: one of
+#: :data:`pdstudy.core.vocab.PREDICTION_SPLITS` (``external``: a held-out site's patient, in
+#: ``predictions/external/``). ``n_slices``: the patient's number of slices in the slice cache (``score``
+#: averages the top ``min(top_k, n_slices)`` of them).
 PREDICTION_COLUMNS: Final = ("patient_id", "split", "response", "recist", "score", "method", "stage", "seed",
                              "fold", "repeat", "n_slices")
 
@@ -240,7 +243,7 @@ def check_prediction_file(path: str | Path, method: Method, *, n_patients: int) 
     if dup.any():
         r = written[dup].iloc[0]
         fail(f"patient {r['patient_id']!r} is scored twice in stage {r['stage']}")
-    for col, allowed in (("split", SPLITS), ("response", RESPONSES)):
+    for col, allowed in (("split", PREDICTION_SPLITS), ("response", RESPONSES)):
         unknown = sorted(set(written[col].astype(str)) - set(allowed))
         if unknown:
             fail(f"column {col!r} holds {unknown}, allowed are {list(allowed)}")

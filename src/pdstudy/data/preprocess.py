@@ -62,7 +62,7 @@ from pdstudy.data.splits import DuplicatePatientWarning
 from pdstudy.data.verify import default_listing
 
 #: Bumped whenever the cache content for the same parameters would change.
-CACHE_VERSION = "2"
+CACHE_VERSION = "3"
 
 #: Version of the pseudonymity check a cache was built under (``meta.json`` ``pseudonymity_check``). A cache
 #: without it, or with an older one, is rebuilt (same key, same content) so that the check runs: bump it when
@@ -119,6 +119,8 @@ class PatientResult:
     warnings: list[str] = field(default_factory=list)
     pvp_rule: str = ""
     pixel_spacing_mm: float = float("nan")
+    #: Median spacing between the kept slices along the slice normal (NaN: one slice, or no positions).
+    slice_mm: float = float("nan")
     n_files: int = 0
     study_key: str = ""
     pixel_key: str = ""
@@ -245,9 +247,30 @@ def _process(pid: str, row: dict[str, str], folder: Path, root: Path, config: Pr
     return PatientResult(
         pid, "included", "", images=images, masks=masks, z_mm=[s.z for s in kept], warnings=notes,
         pvp_rule=rule, pixel_spacing_mm=float(kept[0].pixel_spacing[0]),  # type: ignore[index]
+        slice_mm=slice_spacing([s.z for s in kept]),
         n_files=scan.n_files, study_key=_digest(series.study_uid) if series.study_uid else "", pixel_key=middle,
         override_slices=len(ordered) if override else 0,
     )
+
+
+def slice_spacing(z_mm: list[float] | np.ndarray) -> float:
+    """Median spacing in mm between consecutive slice positions along the slice normal.
+
+    Parameters
+    ----------
+    z_mm : sequence of float
+        Positions of the kept slices (ImagePositionPatient projected on the slice normal), in any order.
+
+    Returns
+    -------
+    float
+        The median absolute difference between sorted positions; NaN for fewer than two slices or when a
+        position is unknown (slices ordered by InstanceNumber).
+    """
+    z = np.asarray(z_mm, dtype=float)
+    if z.size < 2 or not np.isfinite(z).all():
+        return float("nan")
+    return float(np.median(np.diff(np.sort(z))))
 
 
 def _load_mask(root: Path, rel: str, kept: list) -> tuple[np.ndarray, list[int]]:
@@ -857,6 +880,7 @@ def _write_cache(tmp: Path, df: pd.DataFrame, results: dict[str, PatientResult],
         "patient_id": r.patient_id, "status": r.status, "reason": r.reason,
         "n_slices": len(r.z_mm), "warnings": "; ".join(r.warnings), "pvp_rule": r.pvp_rule,
         "pixel_spacing_mm": round(r.pixel_spacing_mm, 4) if r.status == "included" else "",
+        "slice_mm": round(r.slice_mm, 4) if r.status == "included" and np.isfinite(r.slice_mm) else "",
         "n_files": r.n_files, "study_key": r.study_key, "pixel_key": r.pixel_key,
     } for r in (results[p] for p in order)], columns=list(QC_COLUMNS))
     write_csv(tmp / "qc.csv", qc)

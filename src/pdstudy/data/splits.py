@@ -1,14 +1,16 @@
-"""Patient-level splits: validation carved from training patients, stratified k-fold, leakage guard."""
+"""Patient-level splits: validation carved from training patients, stratified k-fold, sites held out for external
+validation, leakage guard."""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from pdstudy.core.hashing import derive_seed, stable_hash
+from pdstudy.core.vocab import EXTERNAL_SPLIT, SITE_COLUMN
 
 
 def carve_validation(
@@ -156,6 +158,114 @@ def stratified_folds(
         df["split"] = np.where(df["patient_id"].astype(str).map(fold_of) == f, "test", "train")
         folds.append(df)
     return folds
+
+
+def external_splits(
+    patients: pd.DataFrame,
+    test_sites: Iterable[str] | str | None = None,
+    *,
+    val_fraction: float,
+    seed: int,
+    groups: Mapping[str, str] | None = None,
+) -> list[tuple[pd.DataFrame, tuple[str, ...]]]:
+    """Splits of external validation: train at some sites, test at the others (site-level hold-out).
+
+    Patients of the held-out sites get split ``external`` whatever their manifest split; at the training
+    sites the manifest's ``test`` patients stay ``test`` (the internal test set, never trained on) and a
+    stratified share of the ``train`` patients is carved to ``val`` (:func:`carve_validation`, pooled over the
+    training sites), on which thresholds and recalibration are fitted.
+
+    Parameters
+    ----------
+    patients : DataFrame
+        Included patients with ``patient_id``, ``split`` (train / val / test), ``response``, ``recist`` and
+        ``site`` (the manifest's pseudonymous site code).
+    test_sites : iterable of str, str or None
+        Site codes to hold out together: one entry. None or empty: leave-one-site-out, one entry per site in
+        sorted order.
+    val_fraction : float
+        Share of each response group's training patients carved to ``val`` (see :func:`carve_validation`).
+    seed : int
+        Draw seed of the carve (the study's ``split_seed``); each held-out set draws its own carve from it.
+    groups : mapping, optional
+        ``patient_id -> group key`` of same-person groups (:func:`same_person_groups`): a group stays on one
+        side of the carve, and a group with patients at a held-out site and at a training site is leakage.
+
+    Returns
+    -------
+    list of (DataFrame, tuple of str)
+        Per held-out set: a copy of ``patients`` with ``split`` train / val / test / external, and the held-out
+        site codes (sorted).
+
+    Raises
+    ------
+    ValueError
+        If ``patients`` has no ``site`` column, a patient has no site code, there are fewer than two sites,
+        ``test_sites`` names an unknown site or every site, or the carve is impossible.
+    LeakageError
+        If a same-person group spans a held-out site and a training site, or the manifest puts one person
+        in two splits of the training sites.
+    """
+    required = ["patient_id", "split", "response", SITE_COLUMN]
+    missing = [c for c in required if c not in patients.columns]
+    if missing:
+        raise ValueError(f"patients lacks column(s) {missing}: external validation needs the manifest's "
+                         f"'{SITE_COLUMN}' column (a pseudonymous site code per patient)")
+    site_of = dict(zip(patients["patient_id"].astype(str), patients[SITE_COLUMN].fillna("").astype(str)))
+    no_site = sorted(p for p, s in site_of.items() if not s)
+    sites = sorted(set(site_of.values()) - {""})
+    if not sites:
+        raise ValueError(f"patients have no site code (column '{SITE_COLUMN}' is empty): a single-site cohort has "
+                         "nothing to hold out for external validation")
+    if no_site:
+        raise ValueError(f"patient(s) {no_site[:5]} have no site code (column '{SITE_COLUMN}'); every patient needs "
+                         "one for external validation")
+    if len(sites) < 2:
+        raise ValueError(f"external validation needs at least 2 sites, the cohort has 1 ({sites[0]!r})")
+    if isinstance(test_sites, str):
+        test_sites = [test_sites]
+    given = [str(s) for s in (test_sites or [])]
+    unknown = sorted(set(given) - set(sites))
+    if unknown:
+        raise ValueError(f"test_sites names unknown site(s) {unknown}; the cohort's sites are {sites}")
+    held_sets = [tuple(sorted(set(given)))] if given else [(s,) for s in sites]
+    if given and len(held_sets[0]) == len(sites):
+        raise ValueError(f"test_sites holds out every site ({sites}): at least one site must remain to train on")
+    out = []
+    for held in held_sets:
+        held_ids = {p for p, s in site_of.items() if s in held}
+        if not (patients["split"].eq("train") & ~patients["patient_id"].astype(str).isin(held_ids)).any():
+            raise ValueError(f"holding out site(s) {list(held)} leaves no training patient (split 'train') at the "
+                             "other sites")
+        _check_groups_within_side(held_ids, site_of, groups, held)
+        df = patients.copy()
+        external = df["patient_id"].astype(str).isin(held_ids)
+        df.loc[external, "split"] = EXTERNAL_SPLIT
+        df = carve_validation(df, val_fraction, seed=derive_seed(seed, "external", *held), groups=groups)
+        leaked = df[external & (df["split"] != EXTERNAL_SPLIT)]
+        if not leaked.empty:  # cannot happen: the carve moves training patients only
+            raise AssertionError(f"held-out patient(s) {sorted(leaked['patient_id'].astype(str))[:5]} are "
+                                 f"{sorted(set(leaked['split']))}")
+        with warnings.catch_warnings():  # same-split pairs are not this function's to report
+            warnings.simplefilter("ignore", DuplicatePatientWarning)
+            check_no_leakage(df, same_patient=dict(groups or {}))
+        out.append((df, held))
+    return out
+
+
+def _check_groups_within_side(held_ids: set[str], site_of: Mapping[str, str], groups: Mapping[str, str] | None,
+                              held: tuple[str, ...]) -> None:
+    """Raise LeakageError for a same-person group with patients both at the held-out and at a training site."""
+    members: dict[str, list[str]] = {}
+    for pid, key in (groups or {}).items():
+        if str(pid) in site_of:
+            members.setdefault(str(key), []).append(str(pid))
+    for ids in members.values():
+        sides = {pid in held_ids for pid in ids}
+        if len(sides) > 1:
+            where = ", ".join(f"{pid} (site {site_of[pid]})" for pid in sorted(ids))
+            raise LeakageError(f"patients {where} look like one person (same-person keys) but lie on both sides of "
+                               f"the held-out site(s) {list(held)}: the same person at a training and a test site")
 
 
 def same_person_groups(

@@ -1,6 +1,7 @@
 """Numbers from prediction files: Tables 2-4, the iteration curve, cross-validation summaries, readers,
-localisation scores, and the clinical model with its fusion with the CT score (``clinical_fusion``). No torch, no
-matplotlib; what each table computes is described in ``docs/statistics.md``.
+localisation scores, the clinical model with its fusion with the CT score (``clinical_fusion``), and external
+validation at held-out sites (``external``). No torch, no matplotlib; what each table computes is described in
+``docs/statistics.md``.
 
 Every table function returns a numeric :class:`pandas.DataFrame` with ``attrs["table"]`` (its kind) and
 ``attrs["notes"]`` (footer lines); :func:`pdstudy.report.write_evaluation_table` writes it.
@@ -71,6 +72,15 @@ from pdstudy.evaluate.clinicians import (
     stated_operating_points,
     table3_rows,
 )
+from pdstudy.evaluate.external import (
+    DCA_THRESHOLDS,
+    EXTERNAL_POLICY_LABELS,
+    TEST_SETS,
+    ExternalValidation,
+    external_validation,
+    site_table1,
+    slices_by_site,
+)
 from pdstudy.evaluate.localisation import (
     best_slice,
     estimate_body_masks,
@@ -115,8 +125,11 @@ __all__ = [
     "CLINICAL_CV_FOLDS",
     "ClinicalFusion",
     "ClinicalModel",
+    "DCA_THRESHOLDS",
     "DEFAULT_ABLATION_METHODS",
     "DEFAULT_OPERATING_POINTS",
+    "EXTERNAL_POLICY_LABELS",
+    "ExternalValidation",
     "FIT_ON",
     "FOLDS",
     "FUSION_MODELS",
@@ -142,6 +155,7 @@ __all__ = [
     "SIMULATED_SUFFIX",
     "SMALL_MARK",
     "SMALL_SPLIT_EFFECT",
+    "TEST_SETS",
     "TumourSlices",
     "VALIDATION_CHOICE_RULE",
     "VOLUME_MODEL_NOTE",
@@ -163,6 +177,7 @@ __all__ = [
     "default_baseline",
     "estimate_body_masks",
     "explained_target",
+    "external_validation",
     "final_stage",
     "fit_clinical_model",
     "fit_logistic_map",
@@ -184,6 +199,8 @@ __all__ = [
     "select_examples",
     "select_predictions",
     "simulate_readers",
+    "site_table1",
+    "slices_by_site",
     "small_sample_notes",
     "small_splits",
     "stated_operating_points",

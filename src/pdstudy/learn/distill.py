@@ -18,6 +18,7 @@ import torch
 from pdstudy.core.hashing import derive_seed, sha256_file, stable_hash
 from pdstudy.core.io import write_csv, write_json
 from pdstudy.core.methods import QUICK_STAND_INS, Method
+from pdstudy.core.vocab import PREDICTION_SPLITS
 from pdstudy.data.cache import PreparedCohort
 from pdstudy.data.predictions import PREDICTION_COLUMNS
 from pdstudy.data.splits import ids_hash
@@ -155,7 +156,7 @@ class Context:
     """Everything a stage needs besides its own architecture."""
 
     prepared: PreparedCohort
-    patients: pd.DataFrame  # included patients with split (train / val / test), response, recist
+    patients: pd.DataFrame  # included patients with split (train / val / test / external), response, recist
     train_cfg: TrainConfig
     settings: ModelSettings
     stage_root: Path
@@ -233,7 +234,7 @@ def run_stage(ctx: Context, arch: str, *, noisy: bool, teacher: StageResult | No
     if not distributed.world().main:  # rank 0 scores every patient once and writes the stage
         distributed.barrier()
         return _cached_stage(key, folder)
-    everyone = ctx.data(arch, "train", "val", "test")
+    everyone = ctx.data(arch, *PREDICTION_SPLITS)  # every patient of the context, a held-out site's too
     probs = predict_slices(outcome.model, everyone, ctx.train_cfg)
     write_csv(folder / "slice_probs.csv", pd.DataFrame({
         "row": list(probs), "patient_id": [_row_patient(ctx.prepared, r) for r in probs], "prob": list(probs.values()),
@@ -290,12 +291,14 @@ def run_method(ctx: Context, method: Method) -> ChainResult:
 def stage_predictions(ctx: Context, stage: StageResult, method: Method, index: int) -> pd.DataFrame:
     """Patient-level predictions of one stage in the documented prediction schema.
 
+    Every patient of the context is scored: train, val, test and (external protocol) ``external``.
+
     ``score`` is the mean of the patient's top ``ctx.top_k`` slice probabilities (a volume model's: the
     probability of the patient's volume, no top-k); ``n_slices`` is the number of the patient's slices in
     the slice cache (its rows of ``ctx.prepared.index``; for a volume model, the slices its volume was
     resampled from), so a reader sees when ``score`` averages fewer than ``top_k`` slices.
     """
-    everyone = ctx.data(stage.meta["arch"], "train", "val", "test")
+    everyone = ctx.data(stage.meta["arch"], *PREDICTION_SPLITS)
     scores = patient_scores(everyone, stage.slice_probs, k=ctx.top_k)
     pts = ctx.patients.set_index("patient_id").loc[scores.index]
     return pd.DataFrame({

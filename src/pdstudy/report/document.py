@@ -559,9 +559,9 @@ def report_contents(
 ) -> ReportContents:
     """The tables, figures and notes of notebook 10's report, in report order.
 
-    Table 3, Fig. 3 with the readers, the Grad-CAM outputs and the clinical fusion are included when
-    notebooks 06, 07 and 08 wrote them into the run (and flagged as SIMULATED when the readers are); a note says
-    when they are missing.
+    Table 3, Fig. 3 with the readers, the Grad-CAM outputs, the clinical fusion and the external validation are
+    included when notebooks 06, 07, 08 and 09 wrote them into the run (and flagged as SIMULATED when the readers
+    are); a note says when they are missing.
 
     Parameters
     ----------
@@ -605,7 +605,11 @@ def report_contents(
                           ("gradcam_localisation", "Grad-CAM localisation of the tumour against chance"),
                           ("clinical_fusion", "Beyond the paper: clinical variables, CT and their fusion"),
                           ("clinical_fusion_cv", "Beyond the paper: clinical variables, CT and their fusion, "
-                                                 "cross-validation")):
+                                                 "cross-validation"),
+                          ("site_preprocessing", "Beyond the paper: what preprocessing changed, per site"),
+                          ("table1_sites", "Beyond the paper: Table 1 per site"),
+                          ("external_validation", "Beyond the paper: external validation, internal against "
+                                                  "external test patients")):
         if (run.tables / f"{name}.md").exists():
             tables[caption] = name
     figures = dict(roc_panels)
@@ -621,6 +625,10 @@ def report_contents(
     has_fusion = (run.figures / "clinical_fusion.png").exists()
     if has_fusion:
         figures["Beyond the paper: clinical model, CT model and fusion on the test patients"] = "clinical_fusion"
+    has_external = (run.figures / "external_validation.png").exists()
+    if has_external:
+        figures["Beyond the paper: external validation (ROC, calibration, decision curves, slices kept)"] = (
+            "external_validation")
     notes = [f"Fig. 4 shows {fig4_model}, fixed in advance (the paper's PD model), not chosen on the test set."]
     if fig4_policy != "youden_val":
         notes.append("Fig. 4A uses the test-chosen (optimistic) threshold: no validation patients of both classes.")
@@ -642,6 +650,13 @@ def report_contents(
                      "optimistic policy.")
     else:
         notes.append("Notebook 08 (clinical fusion) has not written its table in this run.")
+    if has_external:
+        notes.append("External validation (notebook 09, beyond the paper): the models are trained at the training "
+                     "sites only; recalibration and the transported threshold come from those sites' validation "
+                     "patients; the external site's own Youden threshold is the optimistic bound.")
+    else:
+        notes.append("Notebook 09 (external validation) has not written its table in this run (it needs a "
+                     "cohort of two or more sites).")
     if ignored:
         notes.append(f"Prediction files of {len(ignored)} other method(s) in this run directory were not used.")
     return ReportContents(tables=tables, figures=figures, notes=notes)

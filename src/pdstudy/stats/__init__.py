@@ -9,11 +9,13 @@ Submodules
 ----------
 discrimination
     :func:`roc_auc`, :func:`delong_auc_variance`, :func:`delong_auc_ci` (logit or Wald scale,
-    :data:`AUC_CI_METHODS`, :func:`check_auc_ci`), :func:`delong_test`, :func:`bootstrap_auc_ci`.
+    :data:`AUC_CI_METHODS`, :func:`check_auc_ci`), :func:`delong_test`, :func:`bootstrap_auc_ci`,
+    :func:`delong_auc_difference_unpaired` (two independent samples).
 thresholds
     :func:`binary_metrics`, :func:`youden_threshold`, :func:`apply_threshold_policy`.
 calibration
-    :func:`recalibrate`, :func:`brier_score`, :func:`calibration_curve`, :func:`net_benefit`.
+    :func:`recalibrate`, :func:`brier_score`, :func:`calibration_curve`, :func:`net_benefit`,
+    :func:`calibration_in_the_large`, :func:`calibration_slope` (:class:`CalibrationEstimate`).
 intervals
     :func:`wilson_ci`.
 comparisons
@@ -26,7 +28,15 @@ power
 
 from __future__ import annotations
 
-from pdstudy.stats.calibration import brier_score, calibration_curve, net_benefit, recalibrate
+from pdstudy.stats.calibration import (
+    CalibrationEstimate,
+    brier_score,
+    calibration_curve,
+    calibration_in_the_large,
+    calibration_slope,
+    net_benefit,
+    recalibrate,
+)
 from pdstudy.stats.comparisons import fisher_exact_rxc, holm, mann_whitney, mcnemar_exact
 from pdstudy.stats.discrimination import (
     AUC_CI_METHODS,
@@ -34,6 +44,7 @@ from pdstudy.stats.discrimination import (
     bootstrap_auc_ci,
     check_auc_ci,
     delong_auc_ci,
+    delong_auc_difference_unpaired,
     delong_auc_variance,
     delong_test,
     roc_auc,
@@ -56,6 +67,7 @@ __all__ = [
     "THRESHOLD_POLICIES",
     "AUCInterval",
     "AUCSampleSize",
+    "CalibrationEstimate",
     "apply_threshold_policy",
     "auc_power_paired",
     "auc_power_vs_chance",
@@ -67,8 +79,11 @@ __all__ = [
     "bootstrap_auc_ci",
     "brier_score",
     "calibration_curve",
+    "calibration_in_the_large",
+    "calibration_slope",
     "check_auc_ci",
     "delong_auc_ci",
+    "delong_auc_difference_unpaired",
     "delong_auc_variance",
     "delong_test",
     "fisher_exact_rxc",

@@ -1,17 +1,21 @@
-"""Recalibration, Brier score, reliability (calibration) curve, and decision-curve net benefit."""
+"""Recalibration, Brier score, reliability (calibration) curve, decision-curve net benefit, and the
+calibration-in-the-large and calibration slope of predicted probabilities with confidence intervals."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import logit
+from scipy.optimize import brentq
+from scipy.special import expit, logit
+from scipy.stats import chi2, norm
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from pdstudy.stats._validation import as_binary, as_scores, check_same_length, require_both_classes
+from pdstudy.stats._validation import as_binary, as_scores, check_level, check_same_length, require_both_classes
 from pdstudy.stats.intervals import wilson_ci
 
 RECALIBRATION_METHODS: Final = ("platt", "isotonic")
@@ -293,3 +297,234 @@ def net_benefit(
     )
     out.attrs["prevalence"] = pi
     return out
+
+
+# --------------------------------------------------------------------------------------------- calibration with CIs
+
+
+class CalibrationEstimate(tuple[float, float, float]):
+    """An estimate with its confidence interval; unpacks as ``est, lo, hi``.
+
+    ``reason`` is ``""`` when the estimate exists and otherwise says why ``est``, ``lo`` and ``hi`` are NaN
+    (a single class, constant probabilities, separation), for a table's notes.
+    """
+
+    reason: str
+
+    def __new__(cls, est: float, lo: float, hi: float, reason: str = "") -> CalibrationEstimate:
+        self = super().__new__(cls, (float(est), float(lo), float(hi)))
+        self.reason = reason
+        return self
+
+    def __getnewargs__(self) -> tuple[float, float, float, str]:  # type: ignore[override]
+        return (*self, self.reason)
+
+    @property
+    def est(self) -> float:
+        """The estimate."""
+        return self[0]
+
+    @property
+    def lo(self) -> float:
+        """Lower bound of the interval."""
+        return self[1]
+
+    @property
+    def hi(self) -> float:
+        """Upper bound of the interval."""
+        return self[2]
+
+    def __repr__(self) -> str:
+        extra = f", reason={self.reason!r}" if self.reason else ""
+        return f"CalibrationEstimate(est={self[0]!r}, lo={self[1]!r}, hi={self[2]!r}{extra})"
+
+
+def _nan_estimate(reason: str) -> CalibrationEstimate:
+    nan = float("nan")
+    return CalibrationEstimate(nan, nan, nan, reason)
+
+
+def _calibration_inputs(y: ArrayLike, prob: ArrayLike) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Labels and ``logit(clip(prob))``, validated."""
+    yy = as_binary(y, "y")
+    p = as_scores(prob, "prob", probability=True)
+    check_same_length(y=yy, prob=p)
+    return yy, logit(np.clip(p, LOGIT_EPS, 1.0 - LOGIT_EPS))
+
+
+def _one_class(y: NDArray[np.int64]) -> str:
+    m = int(y.sum())
+    if 0 < m < len(y):
+        return ""
+    only = "poor (1)" if m else "good (0)"
+    return f"needs both classes, but all {len(y)} label(s) are {only} (the maximum-likelihood fit is infinite)"
+
+
+def _bracket_root(f: Callable[[float], float], start: float, step: float, direction: float) -> float:
+    """Root of ``f`` (negative at ``start``, increasing away from it) in ``direction``: bracketed, then Brent."""
+    lo, hi = start, start + direction * step
+    for _ in range(200):
+        if f(hi) > 0:
+            return float(brentq(f, min(lo, hi), max(lo, hi), xtol=1e-12))
+        lo, step = hi, 2.0 * step
+        hi = start + direction * step
+    return float("inf") * direction
+
+
+def calibration_in_the_large(y: ArrayLike, prob: ArrayLike, level: float = 0.95) -> CalibrationEstimate:
+    """Calibration-in-the-large: ``a`` of ``logit P(poor) = a + logit(prob)``, with a profile-likelihood interval.
+
+    The slope is fixed at 1 (``logit(prob)`` enters as an offset), so ``a`` is the shift of the predicted
+    log-odds needed to match the observed share of poor responders: 0 is ideal, ``a > 0`` means the
+    probabilities are too low on average (more poor responders than predicted), ``a < 0`` too high. It is the
+    maximum-likelihood estimate (no penalty; the root of ``sum(y - expit(a + logit(prob)))``), and ``prob``
+    is clipped to ``[LOGIT_EPS, 1 - LOGIT_EPS]`` before the logit.
+
+    The interval is the **profile-likelihood** (likelihood-ratio) interval: the values of ``a`` whose deviance
+    ``2 (l(a_hat) - l(a))`` is at most the ``level`` quantile of chi-squared with 1 degree of freedom. With a
+    single parameter it is the likelihood-ratio test inverted; unlike the Wald interval (``a_hat -/+ z /
+    sqrt(sum p (1 - p))``, the observed information) it is asymmetric when few patients of one class carry the
+    estimate, and it keeps close to the nominal level there.
+
+    Parameters
+    ----------
+    y : array-like of shape (n,)
+        Binary labels, 1 = poor response.
+    prob : array-like of shape (n,)
+        Predicted probabilities of poor response, in [0, 1].
+    level : float, default 0.95
+        Two-sided confidence level in (0, 1).
+
+    Returns
+    -------
+    CalibrationEstimate
+        ``(est, lo, hi)``; all NaN with ``reason`` set when ``y`` holds a single class (the estimate is then
+        infinite).
+
+    Raises
+    ------
+    ValueError
+        On mismatched lengths, non-binary labels, probabilities that are non-finite or outside [0, 1], or a level
+        outside (0, 1).
+    """
+    yy, o = _calibration_inputs(y, prob)
+    level = check_level(level)
+    reason = _one_class(yy)
+    if reason:
+        return _nan_estimate(f"calibration-in-the-large: {reason}")
+
+    def score(a: float) -> float:
+        return float(np.sum(yy - expit(a + o)))
+
+    def loglik(a: float) -> float:
+        eta = a + o
+        return float(np.sum(yy * eta - np.logaddexp(0.0, eta)))
+
+    # score(a) decreases from #poor (a -> -inf) to #poor - n (a -> +inf): a single root.
+    lo, hi = -1.0, 1.0
+    while score(lo) < 0:
+        lo *= 2.0
+    while score(hi) > 0:
+        hi *= 2.0
+    a_hat = float(brentq(score, lo, hi, xtol=1e-13))
+    p_hat = expit(a_hat + o)
+    se = 1.0 / np.sqrt(float(np.sum(p_hat * (1.0 - p_hat))))
+    crit = float(chi2.ppf(level, 1))
+    ll_hat = loglik(a_hat)
+
+    def excess(a: float) -> float:
+        return 2.0 * (ll_hat - loglik(a)) - crit
+
+    lo = _bracket_root(excess, a_hat, se, -1.0)
+    hi = _bracket_root(excess, a_hat, se, 1.0)
+    return CalibrationEstimate(a_hat, lo, hi)
+
+
+def _separation(y: NDArray[np.int64], x: NDArray[np.float64]) -> str:
+    """Why the logistic regression of ``y`` on ``x`` (with intercept) has no finite maximum ("" if it has one)."""
+    pos, neg = x[y == 1], x[y == 0]
+    if np.ptp(x) == 0:
+        return (f"logit(prob) is constant (all {len(x)} probabilities equal after clipping): the slope is not "
+                "identifiable")
+    if pos.min() >= neg.max():
+        return ("logit(prob) separates the classes (every poor responder's probability >= every good "
+                "responder's): the maximum-likelihood slope is +infinite")
+    if pos.max() <= neg.min():
+        return ("logit(prob) separates the classes the wrong way (every poor responder's probability <= every "
+                "good responder's): the maximum-likelihood slope is -infinite")
+    return ""
+
+
+def _logistic_newton(x: NDArray[np.float64], y: NDArray[np.int64]) -> tuple[NDArray[np.float64],
+                                                                            NDArray[np.float64], bool]:
+    """Maximum-likelihood ``(a, b)`` of ``logit P = a + b x`` by Newton-Raphson with step halving, and the Hessian."""
+    design = np.column_stack([np.ones_like(x), x])
+
+    def loglik(beta: NDArray[np.float64]) -> float:
+        eta = design @ beta
+        return float(np.sum(y * eta - np.logaddexp(0.0, eta)))
+
+    def info(beta: NDArray[np.float64]) -> NDArray[np.float64]:
+        p = expit(design @ beta)
+        return design.T @ (design * (p * (1.0 - p))[:, None])
+
+    beta = np.zeros(2)
+    for _ in range(200):
+        p = expit(design @ beta)
+        grad = design.T @ (y - p)
+        try:
+            step = np.linalg.solve(info(beta), grad)
+        except np.linalg.LinAlgError:  # every p(1 - p) underflowed: near-separated
+            return beta, info(beta), False
+        t, ll0 = 1.0, loglik(beta)
+        while loglik(beta + t * step) < ll0 - 1e-12 and t > 1e-10:
+            t /= 2.0
+        beta = beta + t * step
+        if np.max(np.abs(t * step)) < 1e-11 * (1.0 + np.max(np.abs(beta))):
+            return beta, info(beta), True
+    return beta, info(beta), False
+
+
+def calibration_slope(y: ArrayLike, prob: ArrayLike, level: float = 0.95) -> CalibrationEstimate:
+    """Calibration slope: ``b`` of ``logit P(poor) = a + b logit(prob)``, with a Wald interval.
+
+    1 is ideal; ``b < 1`` means the predictions are too extreme (over-fitted: high probabilities too high, low
+    ones too low), ``b > 1`` too modest. Maximum likelihood without penalty by Newton-Raphson (with step
+    halving); ``prob`` is clipped to ``[LOGIT_EPS, 1 - LOGIT_EPS]`` before the logit. The interval is
+    ``b -/+ z * se`` with ``se`` from the inverse of the observed information (the Hessian of the negative
+    log-likelihood at the estimate; for the logistic model it equals the expected information).
+
+    Parameters
+    ----------
+    y : array-like of shape (n,)
+        Binary labels, 1 = poor response.
+    prob : array-like of shape (n,)
+        Predicted probabilities of poor response, in [0, 1].
+    level : float, default 0.95
+        Two-sided confidence level in (0, 1).
+
+    Returns
+    -------
+    CalibrationEstimate
+        ``(est, lo, hi)``; all NaN with ``reason`` set when the maximum-likelihood slope does not exist: a single
+        class in ``y``, ``logit(prob)`` constant, or ``logit(prob)`` separating the classes (completely or with
+        ties at the boundary: the likelihood keeps increasing as ``|b|`` grows), or Newton-Raphson not
+        converging.
+
+    Raises
+    ------
+    ValueError
+        On mismatched lengths, non-binary labels, probabilities that are non-finite or outside [0, 1], or a level
+        outside (0, 1).
+    """
+    yy, o = _calibration_inputs(y, prob)
+    level = check_level(level)
+    reason = _one_class(yy) or _separation(yy, o)
+    if reason:
+        return _nan_estimate(f"calibration slope: {reason}")
+    beta, hessian, converged = _logistic_newton(o, yy)
+    if not converged or np.linalg.cond(hessian) > 1e14:
+        return _nan_estimate("calibration slope: Newton-Raphson did not converge (near-separated probabilities)")
+    se = float(np.sqrt(np.linalg.inv(hessian)[1, 1]))
+    half = float(norm.ppf(0.5 + level / 2)) * se
+    return CalibrationEstimate(beta[1], beta[1] - half, beta[1] + half)

@@ -276,6 +276,65 @@ def delong_test(y_true: ArrayLike, score_a: ArrayLike, score_b: ArrayLike) -> tu
     return float(z), float(2.0 * norm.sf(abs(z)))
 
 
+def delong_auc_difference_unpaired(y1: ArrayLike, s1: ArrayLike, y2: ArrayLike, s2: ArrayLike,
+                                   level: float = 0.95) -> dict[str, float]:
+    """Difference of the AUCs of two independent samples (e.g. an internal and an external test set), DeLong.
+
+    ``diff = AUC2 - AUC1`` (midrank AUCs); the two samples share no patient, so the variance of the difference is
+    the sum of the two DeLong variances (:func:`delong_auc_variance`), ``se = sqrt(var1 + var2)``; the interval
+    is ``diff -/+ z * se`` (normal, Wald) and ``p = 2 * (1 - Phi(|diff| / se))`` tests equal AUCs, two-sided.
+    For the same patients scored twice use the paired :func:`delong_test`, which subtracts the covariance.
+
+    Parameters
+    ----------
+    y1, s1 : array-like of shape (n1,)
+        Labels (1 = poor response) and finite scores of sample 1 (e.g. the internal test set).
+    y2, s2 : array-like of shape (n2,)
+        Labels and scores of sample 2 (e.g. the external test set).
+    level : float, default 0.95
+        Two-sided confidence level in (0, 1).
+
+    Returns
+    -------
+    dict of str to float
+        ``diff``, ``lo``, ``hi``, ``p``, and ``se``, ``auc1``, ``auc2``. Degenerate cases (as
+        :func:`delong_auc_ci` and :func:`delong_test`): both variances 0 (e.g. both samples perfectly separated)
+        gives the point interval ``(diff, diff)`` and ``p = 1`` when ``diff == 0``, NaN otherwise (the test is
+        not estimable); a variance undefined (a class with one patient in a sample) gives NaN ``se``, ``lo``,
+        ``hi`` and ``p``.
+
+    Raises
+    ------
+    ValueError
+        On mismatched lengths within a sample, non-binary labels, a sample with a single class, non-finite
+        scores, or a level outside (0, 1).
+    """
+    level = check_level(level)
+    aucs, variances = [], []
+    for k, (y, s) in enumerate(((y1, s1), (y2, s2)), start=1):
+        yy = as_binary(y, f"y{k}")
+        ss = as_scores(s, f"s{k}")
+        check_same_length(**{f"y{k}": yy, f"s{k}": ss})
+        require_both_classes(yy, f"y{k}", f"the AUC of sample {k}")
+        pl = _placements(yy, ss)
+        aucs.append(float(pl.auc[0]))
+        variances.append(_contrast_variance(pl, np.ones(1)))
+    diff = aucs[1] - aucs[0]
+    var = variances[0] + variances[1]
+    out = {"diff": diff, "lo": float("nan"), "hi": float("nan"), "p": float("nan"), "se": float("nan"),
+           "auc1": aucs[0], "auc2": aucs[1]}
+    if np.isnan(var):
+        return out
+    se = float(np.sqrt(var))
+    out["se"] = se
+    if se == 0.0:
+        out.update(lo=diff, hi=diff, p=1.0 if diff == 0.0 else float("nan"))
+        return out
+    half = float(norm.ppf(0.5 + level / 2)) * se
+    out.update(lo=diff - half, hi=diff + half, p=float(2.0 * norm.sf(abs(diff) / se)))
+    return out
+
+
 def _auc_fast(pos: NDArray[np.bool_], s: NDArray[np.float64]) -> float:
     m = int(pos.sum())
     n = len(s) - m

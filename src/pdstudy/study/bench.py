@@ -550,7 +550,7 @@ def run_bench(*, smoke: bool = False, skip_run: bool = False, workdir: str | Pat
         root = Path(tmp)
         log(f"synthetic cohort: {sizes.patients} patients, {slices} slices of {dicom_size} px")
         manifest = generate_cohort(root / "cohort", patients=sizes.patients, seed=0, slices=slices, size=dicom_size,
-                                   show_progress=False)
+                                   sites=1, show_progress=False)
         results["preprocess_speedup"], prepared, ref_rate = bench_preprocess(manifest, root / "cache", sizes, smoke,
                                                                              log)
         results["machine"] = machine_info()  # imports torch: after the preprocessing figure

@@ -370,7 +370,7 @@ def clinical_cohort(folder: Path, sizes: ClinicalSizes, log: Log = _stderr) -> C
         f"of {sizes.size} px each")
     t0 = time.perf_counter()
     manifest = generate_cohort(folder, patients=screened, seed=sizes.seed, slices=sizes.slices, size=sizes.size,
-                               phase_style="explicit", all_phases=True, show_progress=False)
+                               phase_style="explicit", all_phases=True, sites=1, show_progress=False)
     seconds = time.perf_counter() - t0
     frame = read_manifest(manifest)
     chosen = frame[(frame["exclusion"] == "") & (frame["z_from_mm"] != "")].head(need)

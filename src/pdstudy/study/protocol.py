@@ -1,8 +1,10 @@
-"""A study as notebooks 02-05 run it: the cohort, the protocol (fixed split or CV), seeds and methods.
+"""A study as notebooks 02-05 and 09 run it: the cohort, the protocol, seeds and methods.
 
-Notebooks build a :class:`Study` from their parameters (:meth:`Study.from_parameters`) and call
-:meth:`Study.run` with the methods of their section; every stage goes through the stage cache
-(:mod:`pdstudy.learn.distill`), every chain's predictions land in ``<run>/predictions/``.
+Protocols: ``fixed`` (the manifest's split), ``cv`` (repeated stratified k-fold) and ``external`` (notebook 09:
+train at some sites, test at the others, :func:`pdstudy.data.splits.external_splits`). Notebooks build a
+:class:`Study` from their parameters (:meth:`Study.from_parameters`) and call :meth:`Study.run` with the methods
+of their section; every stage goes through the stage cache (:mod:`pdstudy.learn.distill`), every chain's
+predictions land in ``<run>/predictions/`` (external protocol: ``<run>/predictions/external/``).
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ from typing import Any
 import pandas as pd
 
 from pdstudy.core.methods import Method
-from pdstudy.core.params import PARAMETER_CHOICES, STUDY_PARAMETERS, load_profile
+from pdstudy.core.params import PARAMETER_CHOICES, STUDY_PARAMETERS, is_site_code, load_profile
 from pdstudy.core.rundir import RunDir, run_dir, update_provenance
-from pdstudy.data.cohort import Cohort, load_cohort
+from pdstudy.core.vocab import EXTERNAL_SPLIT, SITE_COLUMN
+from pdstudy.data.cohort import Cohort, cohort_from_parameters
 from pdstudy.data.predictions import write_predictions
 from pdstudy.data.splits import (
     DuplicatePatientWarning,
     carve_validation,
     check_no_leakage,
+    external_splits,
     same_person_groups,
     stratified_folds,
 )
@@ -35,7 +39,11 @@ from pdstudy.learn.train import TrainConfig
 from pdstudy.report import write_table
 from pdstudy.stats import delong_auc_ci, roc_auc
 
-PROTOCOLS = PARAMETER_CHOICES["protocol"]
+#: Protocols a :class:`Study` runs: the notebook parameter ``protocol`` (fixed | cv, notebooks 02-08) and
+#: ``external`` (notebook 09 always runs it).
+PROTOCOLS = (*PARAMETER_CHOICES["protocol"], "external")
+#: Folder of ``<run>/predictions/`` holding the external protocol's prediction files (:attr:`Study.predictions_dir`).
+EXTERNAL_PREDICTIONS = EXTERNAL_SPLIT
 
 #: Model parameters a Study reads when present (else their defaults): slices per patient volume of the 3D
 #: ResNet, and Transformer blocks of the CNN + Transformer hybrid (0 or empty: the architecture's default).
@@ -54,9 +62,17 @@ TOP_K_SHORT_NOTES = (
     "One row per patient and split it has in the run's training contexts (fixed split: one split per patient).",
 )
 
+#: Order of splits in :func:`top_k_short`.
+_SPLIT_ORDER = {"train": 0, "val": 1, "test": 2, EXTERNAL_SPLIT: 3}
+
+
 @dataclass
 class Study:
-    """Cohort + protocol + training settings shared by notebooks 02-05."""
+    """Cohort + protocol + training settings shared by notebooks 02-05 and 09.
+
+    ``protocol`` is one of :data:`PROTOCOLS`; ``test_sites`` (external protocol only) are the site codes held out
+    together, empty for leave-one-site-out.
+    """
 
     cohort: Cohort
     rundir: RunDir
@@ -72,32 +88,36 @@ class Study:
     progress: bool = True
     parameters: dict[str, Any] = field(default_factory=dict)
     split_seed: int = 0
+    test_sites: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_split_seed(self.split_seed)
+        check_protocol(self.protocol)
+        self.test_sites = check_test_sites(self.test_sites, protocol=self.protocol)
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any], *, progress: bool = True) -> Study:
         """Build from a notebook's parameters (e.g. ``globals()``); every name of :data:`STUDY_PARAMETERS` is needed.
 
-        Configuration errors (unknown protocol, crop larger than the image, top-k < 1, unknown
-        architecture or unsupported noise) are raised here, before any training.
+        ``test_sites`` is read when given (default: empty, leave-one-site-out; only with protocol ``external``).
+        Configuration errors (unknown protocol, bad ``test_sites``, crop larger than the image, top-k < 1, unknown
+        architecture or unsupported noise) are raised here, before any training; test sites the cohort does not
+        have are raised by :meth:`splits`, before any training too.
         """
         p, cfg, settings = study_configs(params)
-        cohort = load_cohort(p["manifest"] or None, p["data_dir"], image_size=int(p["image_size"]),
-                             fov_mm=float(p["fov_mm"]), synth_patients=int(p["synth_patients"]),
-                             synth_seed=int(p["synth_seed"]), synth_slices=int(p["synth_slices"]),
-                             synth_size=int(p["synth_size"]), synth_clinical_signal=float(p["synth_clinical_signal"]),
-                             workers=int(p["workers"]) or None, show_progress=progress)
+        cohort = cohort_from_parameters(p, show_progress=progress)
         return cls(cohort=cohort, rundir=run_dir(p["run_dir"]), train_cfg=cfg, settings=settings,
                    stage_root=Path(p["data_dir"]) / "stages", seeds=tuple(int(s) for s in p["seeds"]),
                    protocol=p["protocol"], cv_folds=int(p["cv_folds"]), cv_repeats=int(p["cv_repeats"]),
                    val_fraction=float(p["val_fraction"]), top_k=int(p["top_k"]), progress=progress,
-                   parameters=p, split_seed=int(p["split_seed"]))
+                   parameters=p, split_seed=int(p["split_seed"]), test_sites=tuple(p.get("test_sites", ())))
 
     def describe(self) -> str:
         """Two lines for a notebook: cohort, protocol and seeds; the models and how they are initialised."""
-        return (f"cohort: {self.cohort.name}; protocol: {self.protocol}; seeds: {list(self.seeds)}; "
+        held = ""
+        if self.protocol == "external":
+            held = f" (test sites: {list(self.test_sites)})" if self.test_sites else " (leave-one-site-out)"
+        return (f"cohort: {self.cohort.name}; protocol: {self.protocol}{held}; seeds: {list(self.seeds)}; "
                 f"split_seed: {self.split_seed}\n"
                 f"models: {'quick stand-ins' if self.settings.stand_ins else 'paper architectures'}, "
                 f"{'ImageNet weights' if self.settings.pretrained else 'random initialisation'}")
@@ -117,19 +137,32 @@ class Study:
         -------
         list of (pandas.DataFrame, int, int)
             Included patients with ``split`` train / val / test, the fold (-1 for the fixed split) and the
-            repeat; one entry (fixed) or ``cv_repeats x cv_folds`` entries (CV, repeat-major).
+            repeat; one entry (fixed) or ``cv_repeats x cv_folds`` entries (CV, repeat-major). External
+            protocol: one entry per held-out set of :meth:`held_out_sites` (fold = its index, repeat 0), the
+            patients with their ``site`` and split train / val / test / ``external``.
 
         Raises
         ------
         pdstudy.data.splits.LeakageError
-            When the manifest puts the same person (by ID or a same-person key) in two splits.
+            When the manifest puts the same person (by ID or a same-person key) in two splits, or (external
+            protocol) at a held-out and a training site.
+        ValueError
+            External protocol: no ``site`` column or fewer than two sites, or ``test_sites`` the cohort lacks.
         """
-        base = self.cohort.patients()[["patient_id", "split", "response", "recist"]]
+        columns = ["patient_id", "split", "response", "recist"]
+        patients = self.cohort.patients()
+        if self.protocol == "external" and SITE_COLUMN in patients.columns:
+            columns.append(SITE_COLUMN)
+        base = patients[columns]
         keys = self.cohort.prepared.same_patient_keys()
         check_no_leakage(base, same_patient=keys)
         groups = same_person_groups(keys)
         if self.protocol == "fixed":
             out = [(carve_validation(base, self.val_fraction, seed=self.split_seed, groups=groups), -1, 0)]
+        elif self.protocol == "external":
+            held = external_splits(base, self.test_sites or None, val_fraction=self.val_fraction,
+                                   seed=self.split_seed, groups=groups)
+            out = [(df, fold, 0) for fold, (df, _) in enumerate(held)]
         else:
             pooled = base.assign(split="train")
             out = []
@@ -144,6 +177,32 @@ class Study:
             for patients, _, _ in out:
                 check_no_leakage(patients, same_patient=keys)
         return out
+
+    def held_out_sites(self) -> list[tuple[str, ...]]:
+        """The site codes held out in each fold of the external protocol (fold = list index); empty otherwise.
+
+        Raises
+        ------
+        ValueError
+            As :func:`pdstudy.data.splits.external_splits`: no ``site`` column, fewer than two sites, unknown
+            or all sites in ``test_sites``.
+        """
+        if self.protocol != "external":
+            return []
+        patients = self.cohort.patients()
+        columns = [c for c in ("patient_id", "split", "response", "recist", SITE_COLUMN) if c in patients.columns]
+        # The carve is not needed here: val_fraction 0 keeps the splits and checks the sites the same way.
+        return [held for _, held in external_splits(patients[columns], self.test_sites or None, val_fraction=0.0,
+                                                    seed=self.split_seed)]
+
+    @property
+    def predictions_dir(self) -> Path:
+        """Folder of this study's prediction files: ``<run>/predictions/``, or its ``external/`` for that protocol.
+
+        The external protocol's files stay out of the folder that Tables 2-4 read.
+        """
+        base = Path(self.rundir.predictions)
+        return base / EXTERNAL_PREDICTIONS if self.protocol == "external" else base
 
     def contexts(self) -> Iterator[Context]:
         """One training context per seed (fixed split) or per seed x repeat x fold (CV), on :meth:`splits`."""
@@ -180,6 +239,7 @@ class Study:
         results: list[ChainResult] = []
         t0 = time.perf_counter()
         splits = self.splits()
+        held = self.held_out_sites()
         short = self._top_k_short(splits)
         write_table(short, self.rundir, "top_k_short", title=TOP_K_SHORT_TITLE,
                     notes=[*TOP_K_SHORT_NOTES, f"top_k = {self.top_k}; protocol: {self.protocol}; "
@@ -187,13 +247,15 @@ class Study:
         for ctx in self._contexts(splits):
             for method in methods:
                 result = run_method(ctx, method)
-                write_predictions(self.rundir.predictions, result.method, result.predictions, seed=ctx.seed,
+                write_predictions(self.predictions_dir, result.method, result.predictions, seed=ctx.seed,
                                   fold=ctx.fold, repeat=ctx.repeat)
                 results.append(result)
         update_provenance(self.rundir, section, {
             "methods": [m.id for m in methods], "seeds": list(self.seeds), "protocol": self.protocol,
             "split_seed": self.split_seed, "val_fraction": self.val_fraction,
             "cv": {"folds": self.cv_folds, "repeats": self.cv_repeats} if self.protocol == "cv" else None,
+            "external": {"test_sites": list(self.test_sites), "held_out_sites": [list(h) for h in held]}
+            if self.protocol == "external" else None,
             "top_k_short": {"top_k": self.top_k, "patients": sorted(short["patient_id"].unique().tolist())},
             "manifest_sha256": self.cohort.prepared.meta["manifest_sha256"], "parameters": self.parameters,
             "stage_keys": {r.method.id: [s.key for s in r.stages] for r in results},
@@ -212,8 +274,9 @@ def study_configs(params: Mapping[str, Any]) -> tuple[dict[str, Any], TrainConfi
     if missing:
         raise ValueError(f"missing study parameter(s) {missing}")
     p = {k: params[k] for k in STUDY_PARAMETERS}
-    if p["protocol"] not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {p['protocol']!r}")
+    check_protocol(p["protocol"])
+    if "test_sites" in params:  # notebook 09's parameter; read when given, like MODEL_PARAMETERS
+        p["test_sites"] = list(check_test_sites(params["test_sites"], protocol=p["protocol"]))
     if int(p["top_k"]) < 1:
         raise ValueError(f"top_k must be >= 1, got {p['top_k']}")
     check_split_seed(p["split_seed"])
@@ -243,6 +306,44 @@ def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     return int(value)
+
+
+def check_protocol(value: Any) -> str:
+    """Check a study's ``protocol``: one of :data:`PROTOCOLS`; the error names the parameter."""
+    if not isinstance(value, str) or value not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {value!r}")
+    return value
+
+
+def check_test_sites(value: Any, *, protocol: str = "external") -> tuple[str, ...]:
+    """Check the ``test_sites`` study parameter: a list of site codes, empty for leave-one-site-out.
+
+    Parameters
+    ----------
+    value : Any
+        The parameter's value (a list or tuple of codes; None counts as empty).
+    protocol : str
+        The study's protocol: codes are only allowed with ``external``.
+
+    Returns
+    -------
+    tuple of str
+        The codes, sorted and without repeats.
+
+    Raises
+    ------
+    ValueError
+        Naming ``test_sites`` and what was expected. Whether the cohort has these sites is checked by
+        :func:`pdstudy.data.splits.external_splits`.
+    """
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, list | tuple) or not all(is_site_code(v) for v in value):
+        raise ValueError("test_sites must be a list of site codes (1-32 letters, digits, '-' or '_'), e.g. ['B']; "
+                         f"empty = leave-one-site-out; got {value!r}")
+    if value and protocol != "external":
+        raise ValueError(f"test_sites {list(value)} applies to protocol 'external' only (protocol is {protocol!r})")
+    return tuple(sorted(set(value)))
 
 
 def check_split_seed(value: Any) -> int:
@@ -286,7 +387,7 @@ def top_k_short(patients: pd.DataFrame | list[pd.DataFrame], n_slices: Mapping[s
     -------
     pandas.DataFrame
         Columns :data:`TOP_K_SHORT_COLUMNS`: one row per distinct (patient, split) with
-        ``n_slices < top_k``, sorted by patient ID and split (train, val, test); empty when none.
+        ``n_slices < top_k``, sorted by patient ID and split (train, val, test, external); empty when none.
 
     Raises
     ------
@@ -308,9 +409,8 @@ def top_k_short(patients: pd.DataFrame | list[pd.DataFrame], n_slices: Mapping[s
         raise ValueError(f"n_slices has no slice count for patient(s) {unknown[:5]}")
     rows["n_slices"] = rows["patient_id"].map(counts).astype(int)
     rows["top_k"] = int(top_k)
-    order = {"train": 0, "val": 1, "test": 2}
     short = rows[rows["n_slices"] < top_k]
-    short = short.sort_values(["patient_id", "split"], key=lambda c: c.map(order) if c.name == "split" else c)
+    short = short.sort_values(["patient_id", "split"], key=lambda c: c.map(_SPLIT_ORDER) if c.name == "split" else c)
     return short[list(TOP_K_SHORT_COLUMNS)].reset_index(drop=True)
 
 

@@ -43,6 +43,9 @@ PAPER_SMOKE_OVERRIDES: Final[dict[str, Any]] = {
     "curve_iterations": 2,
     "cam_localise": _B0,
     "fusion_pd_chain": f"{_B0}>{_B0}>{_B0}",
+    "external_baseline": _B0,
+    "external_pd_chain": f"{_B0}>{_B0}>{_B0}",
+    "test_sites": ["B"],
     "pretrained": True,
 }
 

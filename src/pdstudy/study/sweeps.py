@@ -27,7 +27,7 @@ from pdstudy.core.io import write_csv, write_json, write_text, write_with
 from pdstudy.core.methods import QUICK_STAND_INS, method_from_id
 from pdstudy.core.params import STUDY_PARAMETERS
 from pdstudy.core.rundir import redact_paths, run_dir, update_provenance
-from pdstudy.data.cohort import load_cohort
+from pdstudy.data.cohort import cohort_from_parameters
 from pdstudy.data.predictions import read_predictions
 from pdstudy.learn import distributed
 from pdstudy.learn.distill import TRAINING_CODE_VERSION
@@ -183,7 +183,8 @@ def point_slug(values: dict[str, Any]) -> str:
 
 def _cohort_args(params: dict[str, Any]) -> tuple:
     return (*(params[k] for k in ("manifest", "data_dir", "image_size", "fov_mm", "synth_patients", "synth_seed",
-                                  "synth_slices", "synth_size")), float(params.get("synth_clinical_signal", 1.0)))
+                                  "synth_slices", "synth_size")), float(params.get("synth_clinical_signal", 1.0)),
+            *(params.get(k) for k in ("synth_sites", "synth_site_shift", "synth_site_poor")))
 
 
 def prepare_cohorts(specs: list[JobSpec], *, progress: bool = True) -> dict[tuple, dict[str, str]]:
@@ -196,13 +197,7 @@ def prepare_cohorts(specs: list[JobSpec], *, progress: bool = True) -> dict[tupl
         args = _cohort_args(spec.parameters)
         if args in out:
             continue
-        p = spec.parameters
-        cohort = load_cohort(p["manifest"] or None, p["data_dir"], image_size=int(p["image_size"]),
-                             fov_mm=float(p["fov_mm"]), synth_patients=int(p["synth_patients"]),
-                             synth_seed=int(p["synth_seed"]), synth_slices=int(p["synth_slices"]),
-                             synth_size=int(p["synth_size"]),
-                             synth_clinical_signal=float(p.get("synth_clinical_signal", 1.0)),
-                             workers=int(p["workers"]) or None, show_progress=progress)
+        cohort = cohort_from_parameters(spec.parameters, show_progress=progress)
         meta = cohort.prepared.meta
         out[args] = {"manifest_sha256": meta["manifest_sha256"],
                      "cache": meta.get("content_sha256", cohort.prepared.root.name)}

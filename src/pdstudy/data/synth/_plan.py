@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import json
 import math
 import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from pdstudy.core.params import is_site_code
+from pdstudy.core.vocab import SITE_COLUMN
 from pdstudy.data.manifest import COLUMN_NAMES
 
-GENERATOR_VERSION: Final = "2.3"
+GENERATOR_VERSION: Final = "3.0"
 
 #: ``oracle_auc(2000, seed=0)`` for this generator version (a test checks it).
 ORACLE_AUC: Final = 0.8889
@@ -142,6 +147,244 @@ def _rng(seed: int, stream: str, *extra: int) -> np.random.Generator:
 
 def _round_half_up(x: float) -> int:
     return int(math.floor(x + 0.5))
+
+
+# ----------------------------------------------------------------- sites and scanners
+
+#: Reference tube voltage: site A acquires at 120 kVp, where the iodine enhancement is the generator's.
+_REFERENCE_KVP: Final = 120
+#: Iodine enhancement scales by (120 / kVp) ** gamma; gamma makes 100 kVp about +25 % (an assumption, see
+#: docs/synthetic_cohort.md, "Sites and scanners").
+_KVP_GAMMA: Final = math.log(1.25) / math.log(120 / 100)
+
+
+@dataclass(frozen=True)
+class Site:
+    """One site of the synthetic cohort: its scanner, how it acquires, and its case mix.
+
+    The images are synthetic: the vendor strings only shape the DICOM headers. The defaults are site A,
+    the acquisition of the single-site generator (docs/synthetic_cohort.md, "Sites and scanners").
+
+    Parameters
+    ----------
+    code : str
+        Pseudonymous site code, 1-32 letters, digits, ``-`` or ``_`` (the manifest's ``site``).
+    share : float
+        The site's share of the patients (> 0; the shares of a cohort's sites are normalised).
+    poor_weight : float
+        Odds-like weight of poor responders at this site (> 0; 1 = the cohort's poor share).
+    manufacturer, model, kernel : str
+        Manufacturer, ManufacturerModelName and ConvolutionKernel as the site's scanner writes them.
+    kvp : int
+        Tube voltage (KVP); the iodine enhancement scales by ``(120 / kvp) ** gamma`` (100 kVp: +25 %).
+    slice_mm : float
+        Slice thickness and spacing in mm, in (0, 10]; the same anatomy in mm, so ``5 / slice_mm`` times
+        as many slices as at 5 mm.
+    spacing_scale : float
+        Pixel spacing (and field of view) relative to the generator's per-patient draw.
+    noise_scale : float
+        Image noise SD relative to the generator's per-patient draw (>= 0).
+    blur : float
+        Centre weight ``w1`` of the in-plane ``[w0, w1, w0]`` filter (``w0 = (1 - w1) / 2``), in (0, 2]:
+        0.5 is the generator's [1, 2, 1] / 4, 1 no blur (a sharper kernel), 1/3 a box (a smoother one);
+        above 1 the side taps turn negative (edge enhancement).
+    hu_offset : float
+        HU calibration offset added to every voxel before storage (air reads -1000 + offset).
+    """
+
+    code: str
+    share: float
+    poor_weight: float = 1.0
+    manufacturer: str = "SIEMENS"
+    model: str = "SOMATOM Definition AS+"
+    kernel: str = "B31f"
+    kvp: int = _REFERENCE_KVP
+    slice_mm: float = 5.0
+    spacing_scale: float = 1.0
+    noise_scale: float = 1.0
+    blur: float = 0.5
+    hu_offset: float = 0.0
+
+    def __post_init__(self) -> None:
+        name = f"Site {self.code!r}"
+        if not is_site_code(self.code):
+            raise ValueError(f"Site.code must be 1-32 letters, digits, '-' or '_', got {self.code!r}")
+        limits = {  # field: (low, high, low inclusive)
+            "share": (0.0, math.inf, False), "poor_weight": (0.0, math.inf, False), "kvp": (50, 200, True),
+            "slice_mm": (0.0, 10.0, False), "spacing_scale": (0.0, 10.0, False), "noise_scale": (0.0, 10.0, True),
+            "blur": (0.0, 2.0, False), "hu_offset": (-200.0, 200.0, True),
+        }
+        for field, (lo, hi, closed) in limits.items():
+            value = getattr(self, field)
+            ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+            ok = ok and math.isfinite(float(value)) and (lo <= value if closed else lo < value) and value <= hi
+            if not ok:
+                interval = f"{'[' if closed else '('}{lo:g}, {hi:g}]"
+                raise ValueError(f"{name}: {field} must be a finite number in {interval}, got {value!r}")
+        if float(self.kvp) != int(self.kvp):
+            raise ValueError(f"{name}: kvp must be a whole number of kV, got {self.kvp!r}")
+        for field, most in (("manufacturer", 64), ("model", 64), ("kernel", 16)):  # DICOM LO, LO, SH
+            value = getattr(self, field)
+            if not isinstance(value, str) or not value.strip() or len(value) > most or "\\" in value:
+                raise ValueError(f"{name}: {field} must be a non-empty string of at most {most} characters "
+                                 f"without a backslash, got {value!r}")
+
+    @property
+    def institution(self) -> str:
+        """InstitutionName written in the headers (never a real hospital)."""
+        return f"Synthetic Site {self.code}"
+
+    @property
+    def contrast_factor(self) -> float:
+        """Factor on the iodine enhancement at this site's kVp: ``(120 / kvp) ** gamma``, 1 at 120 kVp."""
+        return _kvp_factor(self.kvp)
+
+
+def _kvp_factor(kvp: float) -> float:
+    return 1.0 if int(kvp) == _REFERENCE_KVP else float((_REFERENCE_KVP / float(kvp)) ** _KVP_GAMMA)
+
+
+#: Patient shares of the default sites, by number of sites.
+_SITE_SHARES: Final = {1: (1.0,), 2: (0.6, 0.4), 3: (0.5, 0.3, 0.2), 4: (0.4, 0.25, 0.2, 0.15)}
+#: Sites B-D at ``shift = 1`` (numbers interpolate linearly from site A's; strings are the site's scanner).
+#: Every number is an assumption of plausible between-site differences (docs/synthetic_cohort.md).
+_SITE_TARGETS: Final = {
+    "B": {"manufacturer": "GE MEDICAL SYSTEMS", "model": "Revolution CT", "kernel": "DETAIL", "kvp": 100,
+          "slice_mm": 3.0, "spacing_scale": 0.85, "noise_scale": 1.4, "blur": 1.0, "hu_offset": 8.0},
+    "C": {"manufacturer": "Philips", "model": "iCT 256", "kernel": "A", "kvp": 120,
+          "slice_mm": 5.0, "spacing_scale": 1.1, "noise_scale": 0.8, "blur": 1 / 3, "hu_offset": -6.0},
+    "D": {"manufacturer": "TOSHIBA", "model": "Aquilion ONE", "kernel": "FC08", "kvp": 140,
+          "slice_mm": 4.0, "spacing_scale": 0.95, "noise_scale": 0.9, "blur": 0.6, "hu_offset": 3.0},
+}
+_SITE_SHIFT_MAX: Final = 2.0
+
+
+def _check_number(value: Any, name: str, lo: float, hi: float, *, lo_open: bool, what: str) -> float:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if ok:
+        v = float(value)
+        ok = math.isfinite(v) and (lo < v if lo_open else lo <= v) and v <= hi
+    if not ok:
+        interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
+        raise ValueError(f"{name} must be a number in {interval} ({what}), got {value!r}")
+    return float(value)
+
+
+def _check_site_count(value: Any, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or not 1 <= int(value) <= len(_SITE_SHARES):
+        raise ValueError(f"{name} must be a whole number of default sites from 1 to {len(_SITE_SHARES)} "
+                         f"(pass a sequence of Site for other sites), got {value!r}")
+    return int(value)
+
+
+def default_sites(n: int = 2, shift: float = 1.0, poor: float = 1.0) -> tuple[Site, ...]:
+    """The synthetic cohort's default sites A, B, ... (docs/synthetic_cohort.md, "Sites and scanners").
+
+    Site A acquires as the single-site generator (5 mm slices, the [1, 2, 1] / 4 blur, the per-patient noise and
+    pixel spacing draws) at 120 kVp. Sites B, C, D move away from A by ``shift`` times their differences at
+    shift 1 (B: sharper kernel, 3 mm slices, 100 kVp, pixel spacing x 0.85, noise x 1.4, HU offset +8; C: smoother
+    kernel, 5 mm, 120 kVp, x 1.1, x 0.8, -6; D: 4 mm, 140 kVp, x 0.95, x 0.9, +3, slightly sharper), every number
+    linearly (kVp rounded to a whole number).
+
+    Parameters
+    ----------
+    n : int
+        Number of sites, 1-4. Shares: 1; 0.6 / 0.4; 0.5 / 0.3 / 0.2; 0.4 / 0.25 / 0.2 / 0.15.
+    shift : float
+        How far sites B-D acquire from site A, in [0, 2]: 0 = every site acquires exactly like A, 1 = the
+        differences above, 2 = twice them.
+    poor : float
+        Poor-response weight of every site after A (> 0): the odds-like factor on their share of poor responders
+        within each split (1 = the same poor share at every site).
+
+    Returns
+    -------
+    tuple of Site
+        Sites ``A``, ``B``, ... in order.
+
+    Raises
+    ------
+    ValueError
+        Naming ``n``, ``shift`` or ``poor`` and what was expected.
+    """
+    n = _check_site_count(n, "n")
+    shift = _check_number(shift, "shift", 0.0, _SITE_SHIFT_MAX, lo_open=False,
+                          what="0: every site acquires like site A; 1: the default differences")
+    poor = _check_number(poor, "poor", 0.0, math.inf, lo_open=True,
+                         what="odds-like weight of poor responders at the sites after A; 1: the same share")
+    a = Site("A", _SITE_SHARES[n][0])
+    out = [a]
+    for code, share in zip("BCD", _SITE_SHARES[n][1:]):
+        target = _SITE_TARGETS[code]
+        numbers = {k: (1.0 - shift) * float(getattr(a, k)) + shift * float(v)
+                   for k, v in target.items() if not isinstance(v, str)}
+        numbers["kvp"] = _round_half_up(numbers["kvp"])
+        strings = {k: v for k, v in target.items() if isinstance(v, str)}
+        out.append(Site(code, share, poor, **strings, **numbers))
+    return tuple(out)
+
+
+def check_site_options(sites: Any = 2, site_shift: Any = 1.0, site_poor: Any = 1.0) -> tuple[Site, ...]:
+    """Check the synthetic cohort's ``sites``, ``site_shift`` and ``site_poor`` and return its sites.
+
+    Parameters
+    ----------
+    sites : int or sequence of Site
+        A number of default sites (1-4, :func:`default_sites`) or the sites themselves (codes unique).
+    site_shift : float
+        How far the default sites B-D acquire from site A, in [0, 2]; must stay 1 with explicit sites.
+    site_poor : float
+        Poor-response weight of the default sites after A (> 0); must stay 1 with explicit sites.
+
+    Returns
+    -------
+    tuple of Site
+        The cohort's sites in order.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter and what was expected.
+    """
+    if isinstance(sites, Sequence) and not isinstance(sites, str):
+        if not sites or not all(isinstance(s, Site) for s in sites):
+            raise ValueError(f"sites must be a number of default sites or a non-empty sequence of Site, got {sites!r}")
+        codes = [s.code for s in sites]
+        if len(set(codes)) != len(codes):
+            raise ValueError(f"sites: site codes must be unique, got {codes}")
+        for name, value in (("site_shift", site_shift), ("site_poor", site_poor)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != 1.0:
+                raise ValueError(f"{name} applies to the default sites only; with sites given as Site objects it "
+                                 f"must stay 1, got {value!r}")
+        return tuple(sites)
+    n = _check_site_count(sites, "sites")
+    shift = _check_number(site_shift, "site_shift", 0.0, _SITE_SHIFT_MAX, lo_open=False,
+                          what="0: every site acquires like site A; 1: the default differences")
+    poor = _check_number(site_poor, "site_poor", 0.0, math.inf, lo_open=True,
+                         what="odds-like weight of poor responders at the sites after A; 1: the same share")
+    return default_sites(n, shift, poor)
+
+
+def _site_parameters(sites: Any = 2, site_shift: Any = 1.0, site_poor: Any = 1.0) -> dict[str, Any]:
+    """``synth.json``'s site parameters: the count (or every Site's fields), the shift and the poor weight."""
+    resolved = check_site_options(sites, site_shift, site_poor)
+    if isinstance(sites, Sequence) and not isinstance(sites, str):
+        return {"sites": [_site_fields(s) for s in resolved], "site_shift": 1.0, "site_poor": 1.0}
+    return {"sites": int(sites), "site_shift": float(site_shift), "site_poor": float(site_poor)}
+
+
+def _site_fields(site: Site) -> dict[str, Any]:
+    out = asdict(site)
+    out["kvp"] = int(site.kvp)
+    for k in ("share", "poor_weight", "slice_mm", "spacing_scale", "noise_scale", "blur", "hu_offset"):
+        out[k] = float(out[k])
+    return out
+
+
+def site_slices(site: Site, slices: int) -> int:
+    """Slices of ``site``'s series covering the z range of ``slices`` slices at 5 mm."""
+    return max(_round_half_up(slices * SLICE_MM / float(site.slice_mm)), 2)
 
 
 def cohort_counts(patients: int) -> dict[str, int]:
@@ -369,6 +612,66 @@ def _dilute(clinical: pd.DataFrame, groups: pd.DataFrame, seed: int, signal: flo
     return out
 
 
+def _assign_sites(groups: pd.DataFrame, seed: int, sites: tuple[Site, ...]) -> pd.Series:
+    """Site code of every patient, from the ``site`` stream so that no other draw changes.
+
+    Within every split x response group (and every group of excluded patients) the patients are apportioned to
+    the sites by share x poor weight (for poor responders; largest remainder), then shuffled. In the train and
+    test groups every site gets at least one patient when the group has at least as many patients as sites.
+    """
+    rng = _rng(seed, "site")
+    out = pd.Series("", index=groups.index, dtype=object)
+    keys = ["split", "exclusion", "has_pvp", "response"]
+    for (split, _, _, response), idx in groups.groupby(keys, sort=True).groups.items():
+        weights = {s.code: float(s.share) * (float(s.poor_weight) if response == "poor" else 1.0) for s in sites}
+        codes = _apportion(weights, len(idx))
+        if split and len(idx) >= len(sites):
+            counts = {c: codes.count(c) for c in weights}
+            for c in [c for c, k in counts.items() if k == 0]:
+                donor = max(counts, key=lambda k: counts[k])
+                counts[donor] -= 1
+                counts[c] += 1
+            codes = [c for c in weights for _ in range(counts[c])]
+        out[np.asarray(idx)] = rng.permutation(np.array(codes, dtype=object))
+    return out
+
+
+def _apply_sites(plan: pd.DataFrame, sites: tuple[Site, ...], slices: int) -> None:
+    """Each patient's acquisition at its site: the site's scanner and the per-patient draws scaled by the site.
+
+    ``base_spacing_mm`` keeps the generator's pixel-spacing draw (the anatomy's bowel field is laid out on it);
+    ``pixel_spacing_mm`` and ``noise_sd_hu`` become the site's, ``kvp`` the site's tube voltage (its per-patient draw
+    is kept in the random stream and overwritten).
+    """
+    by_code = {s.code: s for s in sites}
+    site = [by_code[c] for c in plan["site"]]
+    plan["base_spacing_mm"] = plan["pixel_spacing_mm"]
+    scale = np.array([float(s.spacing_scale) for s in site])
+    plan["pixel_spacing_mm"] = np.where(scale == 1.0, plan["base_spacing_mm"],
+                                        np.round(plan["base_spacing_mm"] * scale, 4))
+    plan["noise_sd_hu"] = plan["noise_sd_hu"] * np.array([float(s.noise_scale) for s in site])
+    plan["kvp"] = [int(s.kvp) for s in site]
+    plan["slice_mm"] = [float(s.slice_mm) for s in site]
+    plan["n_slices"] = [site_slices(s, slices) for s in site]
+    plan["blur"] = [float(s.blur) for s in site]
+    plan["hu_offset"] = [float(s.hu_offset) for s in site]
+    for col in ("manufacturer", "model", "kernel", "institution"):
+        plan[col] = [getattr(s, col) for s in site]
+
+
+def _site_counts(plan: pd.DataFrame, sites: tuple[Site, ...], slices: int) -> list[dict[str, Any]]:
+    """``synth.json``'s ``sites``: every Site's fields, its institution, slices and patient counts."""
+    out = []
+    for s in sites:
+        rows = plan[plan["site"] == s.code]
+        counts = {f"{split}_{r}": int(((rows["split"] == split) & (rows["response"] == r)).sum())
+                  for split in ("train", "test") for r in ("good", "poor")}
+        counts["excluded"] = int((rows["split"] == "").sum())
+        out.append({**_site_fields(s), "institution": s.institution,
+                    "n_slices": site_slices(s, slices), "counts": counts})
+    return out
+
+
 def _tumour_features(poor: np.ndarray, seed: int) -> pd.DataFrame:
     """Latent tumour features given the response (1 = poor), and the oracle log-likelihood ratio."""
     z = _rng(seed, "tumour").standard_normal((len(poor), len(_TUMOUR_MODEL)))
@@ -460,11 +763,13 @@ def _uid(*parts: object) -> str:
 
 
 def _uid_key(patients: int, seed: int, slices: int, size: int, clinical_signal: float = 1.0,
-             phase_style: str | None = None, all_phases: bool = False) -> tuple[Any, ...]:
-    """The parameters that enter every UID of a cohort; ``clinical_signal``, ``phase_style`` and ``all_phases``
-    only when they are not their defaults, so that the default cohort keeps its UIDs and cohorts of other values
-    never share one."""
-    key: tuple[Any, ...] = (seed, patients, slices, size)
+             phase_style: str | None = None, all_phases: bool = False, sites: Any = 2, site_shift: Any = 1.0,
+             site_poor: Any = 1.0) -> tuple[Any, ...]:
+    """The parameters that enter every UID of a cohort: the sites always (as their ``synth.json`` parameters);
+    ``clinical_signal``, ``phase_style`` and ``all_phases`` only when they are not their defaults, so that
+    cohorts of other values never share a UID."""
+    site_key = json.dumps(_site_parameters(sites, site_shift, site_poor), sort_keys=True, separators=(",", ":"))
+    key: tuple[Any, ...] = (seed, patients, slices, size, site_key)
     if float(clinical_signal) != 1.0:
         key = (*key, f"clinical_signal={float(clinical_signal)!r}")
     if phase_style is not None:
@@ -497,6 +802,7 @@ def _series_plan(row: pd.Series, key: tuple[Any, ...]) -> list[dict[str, Any]]:
             description, protocol = pick(table["description"], 3), pick(table[phase], j)
         else:
             description, protocol = pick(table["description"], 3), pick(table["protocol"], 4)
+        description = _site_description(description, row)
         contrast = phase != "non_contrast"
         time_s = bolus + delays[phase] if contrast else float(row["study_time_s"]) + 20.0
         series.append({
@@ -513,10 +819,22 @@ def _series_plan(row: pd.Series, key: tuple[Any, ...]) -> list[dict[str, Any]]:
     return series
 
 
+def _site_description(text: str, row: pd.Series) -> str:
+    """A SeriesDescription as the patient's site writes it: its slice thickness and kernel for site A's."""
+    t, kernel = float(row["slice_mm"]), str(row["kernel"])
+    if t == SLICE_MM and kernel == "B31f":
+        return text
+    for old in ("B31f", "I30f"):
+        text = text.replace(old, kernel)
+    return text.replace("5.0", f"{t:.1f}").replace("5mm", f"{t:.3g}mm")
+
+
 def _check_params(patients: int, seed: int, slices: int, size: int, clinical_signal: float = 1.0,
-                  phase_style: str | None = None, all_phases: bool = False) -> None:
+                  phase_style: str | None = None, all_phases: bool = False, sites: Any = 2,
+                  site_shift: Any = 1.0, site_poor: Any = 1.0) -> tuple[Site, ...]:
     check_clinical_signal(clinical_signal)
     check_phase_options(phase_style, all_phases)
+    resolved = check_site_options(sites, site_shift, site_poor)
     if patients < 4:
         raise ValueError(f"patients must be >= 4, got {patients}")
     if seed < 0:
@@ -525,21 +843,27 @@ def _check_params(patients: int, seed: int, slices: int, size: int, clinical_sig
         raise ValueError(f"slices must be >= 8, got {slices}")
     if size < 32:
         raise ValueError(f"size must be >= 32, got {size}")
+    return resolved
 
 
 def _plan(patients: int, seed: int, slices: int = 24, size: int = 128, clinical_signal: float = 1.0, *,
-          phase_style: str | None = None, all_phases: bool = False) -> pd.DataFrame:
-    """Everything about every patient except pixels: groups, covariates, latent features, nuisance, headers."""
-    _check_params(patients, seed, slices, size, clinical_signal, phase_style, all_phases)
+          phase_style: str | None = None, all_phases: bool = False, sites: Any = 2, site_shift: Any = 1.0,
+          site_poor: Any = 1.0) -> pd.DataFrame:
+    """Everything about every patient except pixels: groups, sites, covariates, latent features, nuisance,
+    headers."""
+    resolved = _check_params(patients, seed, slices, size, clinical_signal, phase_style, all_phases, sites,
+                             site_shift, site_poor)
     clinical_signal = float(clinical_signal)
     all_phases = bool(all_phases)
     groups = _assign_groups(patients, seed)
+    groups.insert(0, "site", _assign_sites(groups, seed, resolved))
     plan = pd.concat([
         groups,
         _dilute(_clinical(groups, seed), groups, seed, clinical_signal),
         _tumour_features((groups["response"] == "poor").to_numpy(dtype=float), seed),
         _nuisance(patients, slices, size, seed, phase_style, all_phases),
     ], axis=1)
+    _apply_sites(plan, resolved, slices)
     width = max(4, len(str(patients)))
     plan.insert(0, "patient_id", [f"SYN{i + 1:0{width}d}" for i in range(patients)])
     plan["y"] = (plan["response"] == "poor").astype(int)
@@ -550,7 +874,8 @@ def _plan(patients: int, seed: int, slices: int = 24, size: int = 128, clinical_
     plan["accession"] = [f"ACC{v:08d}" for v in rng.integers(0, 10**8, patients)]
     plan["birth_days"] = rng.integers(0, 360, patients)
 
-    key = _uid_key(patients, seed, slices, size, clinical_signal, phase_style, all_phases)
+    key = _uid_key(patients, seed, slices, size, clinical_signal, phase_style, all_phases, sites, site_shift,
+                   site_poor)
     plan["study_uid"] = [_uid(*key, i, "study") for i in range(patients)]
     plan["frame_uid"] = [_uid(*key, i, "frame") for i in range(patients)]
     plan["series"] = [_series_plan(row, (*key, i)) for i, row in plan.iterrows()]
@@ -558,42 +883,64 @@ def _plan(patients: int, seed: int, slices: int = 24, size: int = 128, clinical_
     return plan
 
 
+def slice_units(row: pd.Series, slices: int) -> np.ndarray:
+    """Position of each of the patient's slices in units of the reference grid (``slices`` slices 5 mm apart,
+    index 0 cranial), on which the anatomy is laid out; ``arange(slices)`` at 5 mm.
+
+    A site with slice thickness ``t`` has :func:`site_slices` slices ``t`` apart, centred on the reference range.
+    """
+    t, n = float(row["slice_mm"]), int(row["n_slices"])
+    if t == SLICE_MM and n == slices:
+        return np.arange(slices, dtype=np.float64)
+    return (slices - 1) / 2 - t / SLICE_MM * ((n - 1) / 2 - np.arange(n))
+
+
 def z_positions(row: pd.Series, slices: int) -> np.ndarray:
-    """ImagePositionPatient z of each slice, cranial (index 0) to caudal."""
-    return float(row["z_top_mm"]) - SLICE_MM * np.arange(slices)
+    """ImagePositionPatient z of each of the patient's slices, cranial (index 0) to caudal."""
+    return float(row["z_top_mm"]) - SLICE_MM * slice_units(row, slices)
+
+
+def liver_slices(row: pd.Series, slices: int) -> np.ndarray:
+    """Indices of the patient's slices within the liver range (reference slices ``liver_first``-``liver_last``)."""
+    u = slice_units(row, slices)
+    return np.flatnonzero((u >= row["liver_first"] - 1e-6) & (u <= row["liver_last"] + 1e-6))
 
 
 def _manifest(plan: pd.DataFrame, slices: int) -> pd.DataFrame:
-    """The cohort manifest (all columns of :data:`pdstudy.data.manifest.COLUMN_NAMES`, as strings)."""
+    """The cohort manifest (all columns of :data:`pdstudy.data.manifest.COLUMN_NAMES` and ``site``, as strings)."""
     rows = []
     for _, p in plan.iterrows():
         z = z_positions(p, slices)
+        liver = liver_slices(p, slices)
         annotated = bool(p["has_pvp"])
         rows.append({
             "patient_id": p["patient_id"],
+            SITE_COLUMN: p["site"],
             "split": p["split"],
             "response": p["response"],
             "recist": p["recist"],
             "dicom_dir": p["header_id"],
             "pvp_series_uid": "",  # left to the header heuristics, as with a hospital export
-            "z_from_mm": f"{z[p['liver_first']]:.1f}" if annotated else "",
-            "z_to_mm": f"{z[p['liver_last']]:.1f}" if annotated else "",
+            "z_from_mm": f"{z[liver[0]]:.1f}" if annotated else "",
+            "z_to_mm": f"{z[liver[-1]]:.1f}" if annotated else "",
             "exclusion": p["exclusion"],
             "mask_path": f"masks/{p['patient_id']}.npz" if annotated else "",
             "age": str(int(p["age"])),
             **{c: p[c] for c in ("sex", "lauren", "cea", "ca199", "ct_stage", "cn_stage", "cm_stage")},
         })
-    return pd.DataFrame(rows, columns=list(COLUMN_NAMES))
+    # The site column goes where the manifest schema puts it (appended while the schema does not know it yet).
+    columns = list(COLUMN_NAMES) if SITE_COLUMN in COLUMN_NAMES else [*COLUMN_NAMES, SITE_COLUMN]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def plan_cohort(patients: int = 164, seed: int = 0, *, slices: int = 24, size: int = 128,
-                clinical_signal: float = 1.0, phase_style: str | None = None, all_phases: bool = False
-                ) -> pd.DataFrame:
+                clinical_signal: float = 1.0, phase_style: str | None = None, all_phases: bool = False,
+                sites: int | Sequence[Site] = 2, site_shift: float = 1.0, site_poor: float = 1.0) -> pd.DataFrame:
     """The manifest :func:`generate_cohort` writes, computed without writing any DICOM.
 
     Parameters
     ----------
-    patients, seed, slices, size, clinical_signal, phase_style, all_phases
+    patients, seed, slices, size, clinical_signal, phase_style, all_phases, sites, site_shift, site_poor
         As for :func:`generate_cohort`.
 
     Returns
@@ -602,14 +949,15 @@ def plan_cohort(patients: int = 164, seed: int = 0, *, slices: int = 24, size: i
         One row per screened patient, every manifest column as string.
     """
     return _manifest(_plan(patients, seed, slices, size, clinical_signal, phase_style=phase_style,
-                           all_phases=all_phases), slices)
+                           all_phases=all_phases, sites=sites, site_shift=site_shift, site_poor=site_poor), slices)
 
 
-def sample_latent(n: int, seed: int) -> pd.DataFrame:
+def sample_latent(n: int, seed: int, *, sites: int | Sequence[Site] = 2, site_shift: float = 1.0,
+                  site_poor: float = 1.0) -> pd.DataFrame:
     """Latent per-patient variables of a cohort of ``n`` screened patients, without writing DICOM.
 
     The rows are the patients :func:`generate_cohort` would write with ``patients=n`` and the same
-    ``seed`` (at the default ``slices``/``size``; the tumour features do not depend on them).
+    ``seed`` and sites (at the default ``slices``/``size``; the tumour features do not depend on them).
 
     Parameters
     ----------
@@ -617,16 +965,19 @@ def sample_latent(n: int, seed: int) -> pd.DataFrame:
         Number of screened patients.
     seed : int
         Random seed.
+    sites, site_shift, site_poor
+        As for :func:`generate_cohort`.
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``patient_id``, ``split``, ``exclusion``, ``has_pvp``, ``response``, ``recist``, ``y``
-        (1 = poor), the :data:`TUMOUR_FEATURES`, ``oracle_score`` (the generative model's
-        log-likelihood ratio poor vs good) and the :data:`NUISANCE_COLUMNS`.
+        Columns ``patient_id``, ``site``, ``split``, ``exclusion``, ``has_pvp``, ``response``, ``recist``,
+        ``y`` (1 = poor), the :data:`TUMOUR_FEATURES`, ``oracle_score`` (the generative model's
+        log-likelihood ratio poor vs good) and the :data:`NUISANCE_COLUMNS` (``pixel_spacing_mm``,
+        ``noise_sd_hu`` and ``kvp`` as the patient's site acquires).
     """
-    plan = _plan(n, seed)
-    base = ["patient_id", "split", "exclusion", "has_pvp", "response", "recist", "y"]
+    plan = _plan(n, seed, sites=sites, site_shift=site_shift, site_poor=site_poor)
+    base = ["patient_id", "site", "split", "exclusion", "has_pvp", "response", "recist", "y"]
     return plan[base + list(TUMOUR_FEATURES) + ["oracle_score"] + list(NUISANCE_COLUMNS)].copy()
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter
 
-from pdstudy.data.synth._plan import SLICE_MM, z_positions
+from pdstudy.data.synth._plan import SLICE_MM, _kvp_factor, slice_units, z_positions
 
 # Anatomy labels; each phase maps them to HU through _HU.
 AIR, FAT, MUSCLE, VISCERAL, BOWEL, KIDNEY, LIVER, SPLEEN, WALL, WATER, AORTA, IVC, PORTAL, BONE, CORTEX, TUMOUR = (
@@ -60,7 +60,7 @@ _CLEAR_MARGIN_MM: Final = 12.0  # ... with this much fat beyond it
 class _Anatomy:
     """One patient's anatomy: a label volume and the tumour texture (unit SD inside the tumour)."""
 
-    labels: np.ndarray  # uint8 (slices, size, size)
+    labels: np.ndarray  # uint8 (n_slices, size, size): the site's slices
     texture: np.ndarray  # float32, same shape, 0 outside the tumour
     z: np.ndarray  # slice z positions, index 0 cranial
 
@@ -70,11 +70,19 @@ def _ellipse(x: np.ndarray, y: np.ndarray, cx: Any, cy: Any, a: Any, b: Any) -> 
 
 
 def _anatomy(p: pd.Series, slices: int, size: int, rng: np.random.Generator) -> _Anatomy:
-    """Build the label volume of one patient (geometry in mm; x = patient left, y = posterior)."""
+    """Build the label volume of one patient (geometry in mm; x = patient left, y = posterior).
+
+    The anatomy is laid out on the reference grid of ``slices`` slices 5 mm apart (``k`` below counts its slices)
+    and sampled at the patient's site: its slices (``slice_units``: positions on that grid) and pixel spacing.
+    Site A's slices and pixels are the reference grid's.
+    """
     sp = float(p["pixel_spacing_mm"])
+    sp0 = float(p["base_spacing_mm"])  # the generator's draw (site A's spacing); the bowel field is laid out on it
     coords = (np.arange(size, dtype=np.float32) - (size - 1) / 2) * sp
     x, y = coords[None, None, :], coords[None, :, None]
-    k = np.arange(slices, dtype=np.float32)[:, None, None]
+    units = slice_units(p, slices)
+    n = len(units)
+    k = units.astype(np.float32)[:, None, None]
     z = z_positions(p, slices)
 
     a0, b0 = float(p["body_a_mm"]), float(p["body_b_mm"])
@@ -83,7 +91,7 @@ def _anatomy(p: pd.Series, slices: int, size: int, rng: np.random.Generator) -> 
     cx, cy = float(p["body_cx_mm"]), float(p["body_cy_mm"])
     fat, muscle = float(p["fat_mm"]), float(p["muscle_mm"])
 
-    shape = (slices, size, size)
+    shape = (n, size, size)
     body = _ellipse(x, y, cx, cy, a, b)
     wall = _ellipse(x, y, cx, cy, a - fat, b - fat)
     inner = _ellipse(x, y, cx, cy, a - fat - muscle, b - fat - muscle)
@@ -94,7 +102,7 @@ def _anatomy(p: pd.Series, slices: int, size: int, rng: np.random.Generator) -> 
     # Organ profiles along z relative to the liver (t = 0 at its first slice, 1 at its last).
     first, last = int(p["liver_first"]), int(p["liver_last"])
     t = (k - first) / max(last - first, 1)
-    in_liver = (k >= first) & (k <= last)
+    in_liver = (k >= first - 1e-4) & (k <= last + 1e-4)
 
     # Stomach geometry (drawn below): a water-distended stomach over most of the volume, widest at the middle
     # of the liver range. The tumour: an ellipsoidal mass centred in the stomach wall, partly in the lumen and
@@ -103,7 +111,7 @@ def _anatomy(p: pd.Series, slices: int, size: int, rng: np.random.Generator) -> 
     length = last - first
     s_first = first + math.floor(_STOMACH_Z[0] * length)
     s_last = first + math.ceil(_STOMACH_Z[1] * length)
-    in_stomach = (k >= s_first) & (k <= s_last)
+    in_stomach = (k >= s_first - 1e-4) & (k <= s_last + 1e-4)
 
     def stomach_g(kk: Any) -> Any:
         """The stomach's in-plane scale on slice ``kk``: 1 at its middle slice, 0.6 at its ends."""
@@ -130,13 +138,19 @@ def _anatomy(p: pd.Series, slices: int, size: int, rng: np.random.Generator) -> 
     # Bowel loops: sparse ribbons around the zero level of a smooth random field (~3 cm cells), kept out of
     # a perigastric fat plane so that the stomach and its mass have a clean border. The plane around the
     # tumour is sized for a large mass, whatever this one's radius: a mass's radius never moves the bowel.
-    n_low = max(int(size * sp / 30.0), 4)
+    n_low = max(int(size * sp0 / 30.0), 4)
     low = gaussian_filter(rng.standard_normal((slices, n_low, n_low)).astype(np.float32), (1.5, 1.0, 1.0))
     up = _linear_upsampler(n_low, size)
     field = np.abs(up @ low @ up.T)
+    threshold = np.quantile(field, 0.06)
+    if n != slices or sp != sp0 or not np.array_equal(units, np.arange(slices)):
+        # Another site: the same field (and threshold) in mm, sampled at the site's slices and pixels.
+        up = _linear_sampler(n_low, (coords / sp0 + (size - 1) / 2) * (n_low - 1) / (size - 1))
+        low = np.tensordot(_linear_sampler(slices, units), low, axes=1).astype(np.float32)
+        field = np.abs(up @ low @ up.T)
     clear = around_tumour(_CLEAR_RADIUS_MM, _CLEAR_MARGIN_MM)  # the same for every tumour radius
     perigastric = (in_stomach & _ellipse(x, y, scx, scy, sa + 15.0, sb + 15.0)) | clear
-    labels[inner & ~perigastric & (field < np.quantile(field, 0.06))] = BOWEL
+    labels[inner & ~perigastric & (field < threshold)] = BOWEL
 
     def organ(label: int, mask: np.ndarray) -> None:
         labels[mask & inner] = label
@@ -172,7 +186,7 @@ def _anatomy(p: pd.Series, slices: int, size: int, rng: np.random.Generator) -> 
     # muscle or bone.
     tumour = around_tumour(r, 0.0) & inner & ~np.isin(labels, (AORTA, IVC, PORTAL, KIDNEY, MUSCLE, CORTEX, BONE))
     labels[tumour] = TUMOUR
-    return _Anatomy(labels=labels, texture=_texture(tumour, sp, rng), z=z)
+    return _Anatomy(labels=labels, texture=_texture(tumour, sp, SLICE_MM / float(p["slice_mm"]), rng), z=z)
 
 
 def _linear_upsampler(n: int, size: int) -> np.ndarray:
@@ -186,15 +200,29 @@ def _linear_upsampler(n: int, size: int) -> np.ndarray:
     return w
 
 
-def _texture(tumour: np.ndarray, spacing: float, rng: np.random.Generator) -> np.ndarray:
-    """Smooth random texture (blobs of ~1 cm), zero mean and unit SD over the tumour voxels, 0 elsewhere."""
+def _linear_sampler(n: int, pos: np.ndarray) -> np.ndarray:
+    """Matrix (len(pos), n) of linear interpolation of ``n`` samples at positions ``pos`` (clipped to the ends)."""
+    pos = np.clip(np.asarray(pos, dtype=np.float64), 0, n - 1)
+    lo = np.minimum(np.floor(pos).astype(int), n - 2)
+    frac = (pos - lo).astype(np.float32)
+    w = np.zeros((len(pos), n), dtype=np.float32)
+    w[np.arange(len(pos)), lo] = 1 - frac
+    w[np.arange(len(pos)), lo + 1] = frac
+    return w
+
+
+def _texture(tumour: np.ndarray, spacing: float, z_sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Smooth random texture (blobs of ~1 cm), zero mean and unit SD over the tumour voxels, 0 elsewhere.
+
+    ``z_sigma``: the Gaussian's SD along z in slices (1 at 5 mm, so the blobs keep their size in mm).
+    """
     out = np.zeros(tumour.shape, dtype=np.float32)
     idx = np.nonzero(tumour)
     if len(idx[0]) < 2:
         return out
     box = tuple(slice(max(int(i.min()) - 2, 0), min(int(i.max()) + 3, n)) for i, n in zip(idx, tumour.shape))
     inside = tumour[box]
-    sigma = (1.0, _TEXTURE_MM / spacing, _TEXTURE_MM / spacing)
+    sigma = (z_sigma, _TEXTURE_MM / spacing, _TEXTURE_MM / spacing)
     smooth = gaussian_filter(rng.standard_normal(inside.shape, dtype=np.float32), sigma)
     vals = smooth[inside]
     out[box][inside] = (vals - vals.mean()) / max(float(vals.std()), 1e-6)
@@ -202,10 +230,13 @@ def _texture(tumour: np.ndarray, spacing: float, rng: np.random.Generator) -> np
 
 
 def _render(anat: _Anatomy, p: pd.Series, phase: str, rng: np.random.Generator) -> np.ndarray:
-    """HU volume of one contrast phase: per-label values, tumour model, slight blur, noise."""
+    """HU volume of one contrast phase as the patient's site reports it: per-label values, tumour model, the
+    site's kVp contrast and in-plane kernel, noise, HU calibration offset."""
     j = _PHASES.index(phase)
     nc = _HU[:, 0]
-    lut = nc + float(p["contrast_factor"]) * (_HU[:, j] - nc)
+    gain = _kvp_factor(p["kvp"])  # the iodine enhancement over the non-contrast value scales with the kVp
+    factor = float(p["contrast_factor"]) if gain == 1.0 else float(p["contrast_factor"]) * gain
+    lut = nc + factor * (_HU[:, j] - nc)
     hu = lut[anat.labels]
     enh = float(p["tumour_enhancement_hu"])
     het = float(p["tumour_heterogeneity_hu"])
@@ -214,12 +245,21 @@ def _render(anat: _Anatomy, p: pd.Series, phase: str, rng: np.random.Generator) 
         "arterial": (_TUMOUR_NC_HU + 0.7 * (enh - _TUMOUR_NC_HU), 0.8),
         "non_contrast": (_TUMOUR_NC_HU, 0.3),
     }[phase]
+    if gain != 1.0:
+        tumour_hu = _TUMOUR_NC_HU + gain * (tumour_hu - _TUMOUR_NC_HU)
     tumour = anat.labels == TUMOUR
     hu[tumour] = tumour_hu + het * het_scale * anat.texture[tumour]
-    # [1, 2, 1] / 4 in-plane blur: partial-volume edges at a fraction of a Gaussian filter's cost.
-    hu[:, 1:-1, :] = 0.25 * hu[:, :-2, :] + 0.5 * hu[:, 1:-1, :] + 0.25 * hu[:, 2:, :]
-    hu[:, :, 1:-1] = 0.25 * hu[:, :, :-2] + 0.5 * hu[:, :, 1:-1] + 0.25 * hu[:, :, 2:]
+    # [w0, w1, w0] in-plane kernel (site A: [1, 2, 1] / 4): partial-volume edges at a fraction of a Gaussian
+    # filter's cost; w1 = 1 is no blur.
+    w1 = float(p["blur"])
+    if w1 != 1.0:
+        w0 = (1.0 - w1) / 2
+        hu[:, 1:-1, :] = w0 * hu[:, :-2, :] + w1 * hu[:, 1:-1, :] + w0 * hu[:, 2:, :]
+        hu[:, :, 1:-1] = w0 * hu[:, :, :-2] + w1 * hu[:, :, 1:-1] + w0 * hu[:, :, 2:]
     hu += rng.standard_normal(hu.shape, dtype=np.float32) * np.float32(p["noise_sd_hu"])
+    offset = float(p["hu_offset"])
+    if offset:
+        hu += np.float32(offset)
     return hu
 
 

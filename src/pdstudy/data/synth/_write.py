@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -30,14 +31,17 @@ from pdstudy.data.synth._plan import (
     METASTASIS,
     NO_PVP_REASON,
     ORACLE_AUC,
-    SLICE_MM,
+    Site,
     _manifest,
     _plan,
     _rng,
+    _site_counts,
+    _site_parameters,
     _uid,
     _uid_key,
     check_clinical_signal,
     check_phase_options,
+    check_site_options,
     cohort_counts,
 )
 from pdstudy.data.synth._render import AIR, LIVER, TUMOUR, _anatomy, _render, _stored
@@ -82,12 +86,12 @@ def _series_dataset(p: pd.Series, s: dict[str, Any], size: int) -> Dataset:
     ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = acq
     ds.AccessionNumber = p["accession"]
     ds.Modality = "CT"
-    ds.Manufacturer = "pdstudy synthetic"
-    ds.InstitutionName = "Synthetic General Hospital"
+    ds.Manufacturer = p["manufacturer"]  # the site's scanner; the images are synthetic
+    ds.InstitutionName = p["institution"]
     ds.ReferringPhysicianName = ""
     ds.StudyDescription = "CT ABDOMEN"
     ds.SeriesDescription = s["series_description"]
-    ds.ManufacturerModelName = "Procedural CT"
+    ds.ManufacturerModelName = p["model"]
     ds.PatientName = p["header_name"]
     ds.PatientID = p["header_id"]
     ds.PatientBirthDate = birth.strftime("%Y%m%d")
@@ -99,10 +103,11 @@ def _series_dataset(p: pd.Series, s: dict[str, Any], size: int) -> Dataset:
         ds.ContrastBolusVolume = "90"
         ds.ContrastBolusStartTime = _tm(s["bolus_start_s"], style)
     ds.BodyPartExamined = "ABDOMEN"
-    ds.SliceThickness = _ds(SLICE_MM)
+    ds.SliceThickness = _ds(p["slice_mm"])
     ds.KVP = str(int(p["kvp"]))
     ds.ProtocolName = s["protocol_name"]
-    ds.ConvolutionKernel = "B31f"
+    ds.SpacingBetweenSlices = _ds(p["slice_mm"])
+    ds.ConvolutionKernel = p["kernel"]
     ds.PatientPosition = "HFS"
     ds.StudyInstanceUID = p["study_uid"]
     ds.SeriesInstanceUID = s["series_uid"]
@@ -204,12 +209,14 @@ def _write_patient(root: Path, p: pd.Series, i: int, slices: int, size: int, see
                    key: tuple[Any, ...]) -> list[dict[str, Any]]:
     """Write one patient's study (and tumour mask); return its series.csv rows."""
     anat = _anatomy(p, slices, size, _rng(seed, "anatomy", i))
+    n_slices = len(anat.z)
     rows = []
     for j, s in enumerate(p["series"]):
         hu = _render(anat, p, s["phase"], _rng(seed, "noise", i, j))
         rel = Path(p["header_id"]) / "ST0001" / f"SE{s['series_number']:04d}"
         _write_series(root / rel, _series_dataset(p, s, size), _stored(hu, p), anat.z, p, (*key, i, "sop", j))
-        rows.append({"patient_id": p["patient_id"], "series_dir": rel.as_posix(), "n_slices": slices,
+        rows.append({"patient_id": p["patient_id"], "site": p["site"], "series_dir": rel.as_posix(),
+                     "n_slices": n_slices,
                      **{c: s[c] for c in ("series_uid", "phase", "series_number", "series_description",
                                           "protocol_name", "contrast_agent", "delay_s")}})
     if p["has_pvp"]:
@@ -226,11 +233,13 @@ def _write_patient(root: Path, p: pd.Series, i: int, slices: int, size: int, see
 
 
 def _parameters(patients: int, seed: int, slices: int, size: int, clinical_signal: float = 1.0,
-                phase_style: str | None = None, all_phases: bool = False) -> dict[str, Any]:
-    """``synth.json``'s parameters; ``clinical_signal``, ``phase_style`` and ``all_phases`` only when they are not
-    their defaults, so that the default cohort's ``synth.json`` (and the slice-cache key built from it) stays what it
-    was before the parameters."""
-    out: dict[str, Any] = {"patients": int(patients), "seed": int(seed), "slices": int(slices), "size": int(size)}
+                phase_style: str | None = None, all_phases: bool = False, sites: Any = 2, site_shift: Any = 1.0,
+                site_poor: Any = 1.0) -> dict[str, Any]:
+    """``synth.json``'s parameters: the sites always (``sites``, ``site_shift``, ``site_poor``; every Site's fields
+    when they are given as Site objects); ``clinical_signal``, ``phase_style`` and ``all_phases`` only when they are
+    not their defaults."""
+    out: dict[str, Any] = {"patients": int(patients), "seed": int(seed), "slices": int(slices), "size": int(size),
+                           **_site_parameters(sites, site_shift, site_poor)}
     if check_clinical_signal(clinical_signal) != 1.0:
         out["clinical_signal"] = float(clinical_signal)
     phase_style, all_phases = check_phase_options(phase_style, all_phases)
@@ -243,13 +252,14 @@ def _parameters(patients: int, seed: int, slices: int, size: int, clinical_signa
 
 def generate_cohort(out: str | Path, *, patients: int = 164, seed: int = 0, slices: int = 24, size: int = 128,
                     clinical_signal: float = 1.0, phase_style: str | None = None, all_phases: bool = False,
+                    sites: int | Sequence[Site] = 2, site_shift: float = 1.0, site_poor: float = 1.0,
                     show_progress: bool = True) -> Path:
     """Write a synthetic cohort as CT DICOM files, tumour masks and a manifest.
 
     Writes ``out/<folder>/ST0001/SE<nnnn>/<n>.dcm`` (``<folder>`` = the header PatientID),
     ``out/masks/<patient_id>.npz`` (arrays ``mask``, ``body``, ``liver``: uint8 of shape
-    (slices, size, size) for the portal-venous series, cranial slice first; ``z_mm``: their
-    z positions), ``out/series.csv`` (the phase of every series, for checking readers),
+    (the site's slices, size, size) for the portal-venous series, cranial slice first; ``z_mm``: their
+    z positions), ``out/series.csv`` (the site and phase of every series, for checking readers),
     ``out/manifest.csv`` and, last, ``out/synth.json``.
 
     Parameters
@@ -261,9 +271,10 @@ def generate_cohort(out: str | Path, *, patients: int = 164, seed: int = 0, slic
     seed : int
         Random seed; the same seed gives the same manifest and the same pixel bytes.
     slices : int
-        Axial slices per series (5 mm apart).
+        Axial slices per series at 5 mm (site A); a site with slice thickness ``t`` has ``round(slices * 5 / t)``
+        slices over the same z range.
     size : int
-        Rows and columns per slice; pixel spacing scales with ``128 / size``.
+        Rows and columns per slice; pixel spacing scales with ``128 / size`` (and the site's ``spacing_scale``).
     clinical_signal : float
         How strongly the clinical covariates depend on the response, in [0, 1]: 1 (default) draws each
         split x response group from its own Table 1 margins (the paper's counts, and their association with
@@ -282,6 +293,19 @@ def generate_cohort(out: str | Path, *, patients: int = 164, seed: int = 0, slic
         and/or non-contrast), so they are still excluded for it. Neither parameter changes any other draw:
         patients, manifest, masks and the pixels of each series are those of the default cohort (the UIDs
         and the headers that name the phase differ).
+    sites : int or sequence of Site
+        The sites that acquire the cohort (docs/synthetic_cohort.md, "Sites and scanners"): a number of default
+        sites, 1-4 (:func:`default_sites`; default 2: site A acquires as the single-site generator at 120 kVp,
+        site B with a sharper kernel, 3 mm slices, 100 kVp, smaller pixels, more noise and a +8 HU offset), or
+        the :class:`Site` objects themselves. Every split x response group is apportioned to the sites by their
+        shares (poor responders weighted by ``poor_weight``); the cohort's counts stay those of
+        :func:`cohort_counts`.
+    site_shift : float
+        How far the default sites after A acquire from A, in [0, 2] (0: every site acquires like A; 1 the
+        default differences). Must stay 1 when ``sites`` are Site objects.
+    site_poor : float
+        Poor-response weight (> 0) of every default site after A: 1 (default) gives every site the same poor
+        share; 2 about doubles the odds of poor response there. Must stay 1 when ``sites`` are Site objects.
     show_progress : bool
         Show a tqdm progress bar over patients.
 
@@ -296,14 +320,17 @@ def generate_cohort(out: str | Path, *, patients: int = 164, seed: int = 0, slic
         If ``out`` exists and is not empty.
     ValueError
         If ``patients < 4``, ``seed < 0``, ``slices < 8``, ``size < 32``, ``clinical_signal`` outside [0, 1],
-        ``phase_style`` not None or one of :data:`PHASE_STYLES`, or ``all_phases`` not a bool.
+        ``phase_style`` not None or one of :data:`PHASE_STYLES`, ``all_phases`` not a bool, or the sites invalid
+        (:func:`check_site_options`).
     """
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty; generate into a new folder or use ensure_cohort")
-    plan = _plan(patients, seed, slices, size, clinical_signal, phase_style=phase_style, all_phases=all_phases)
+    site_options = {"sites": sites, "site_shift": site_shift, "site_poor": site_poor}
+    plan = _plan(patients, seed, slices, size, clinical_signal, phase_style=phase_style, all_phases=all_phases,
+                 **site_options)
     (out / "masks").mkdir(parents=True, exist_ok=True)
-    key = _uid_key(patients, seed, slices, size, clinical_signal, phase_style, bool(all_phases))
+    key = _uid_key(patients, seed, slices, size, clinical_signal, phase_style, bool(all_phases), **site_options)
     series_rows: list[dict[str, Any]] = []
     for i, p in tqdm(plan.iterrows(), total=len(plan), desc="synthetic cohort", unit="patient",
                      disable=not show_progress):
@@ -312,8 +339,10 @@ def generate_cohort(out: str | Path, *, patients: int = 164, seed: int = 0, slic
     manifest = write_csv(out / "manifest.csv", _manifest(plan, slices))
     c = cohort_counts(patients)
     write_json(out / "synth.json", {
-        "parameters": _parameters(patients, seed, slices, size, clinical_signal, phase_style, all_phases),
+        "parameters": _parameters(patients, seed, slices, size, clinical_signal, phase_style, all_phases,
+                                  **site_options),
         "generator_version": GENERATOR_VERSION,
+        "sites": _site_counts(plan, check_site_options(**site_options), slices),
         "oracle_auc": {"value": ORACLE_AUC, "n": 2000, "seed": 0},
         "counts": {**c, "no_pvp_reason": NO_PVP_REASON, "metastasis_reason": METASTASIS},
     })
@@ -338,7 +367,7 @@ def ensure_cohort(out: str | Path, **kwargs: Any) -> Path:
         cohort (``synth.json``); anything else raises :class:`FileExistsError`.
     **kwargs
         Passed to :func:`generate_cohort` (``patients``, ``seed``, ``slices``, ``size``, ``clinical_signal``,
-        ``phase_style``, ``all_phases``, ``show_progress``).
+        ``phase_style``, ``all_phases``, ``sites``, ``site_shift``, ``site_poor``, ``show_progress``).
 
     Returns
     -------
@@ -352,7 +381,7 @@ def ensure_cohort(out: str | Path, **kwargs: Any) -> Path:
     """
     out = Path(out)
     defaults = {"patients": 164, "seed": 0, "slices": 24, "size": 128, "clinical_signal": 1.0,
-                "phase_style": None, "all_phases": False}
+                "phase_style": None, "all_phases": False, "sites": 2, "site_shift": 1.0, "site_poor": 1.0}
     unknown = set(kwargs) - set(defaults) - {"show_progress"}
     if unknown:
         raise TypeError(f"unexpected argument(s) {sorted(unknown)}")
