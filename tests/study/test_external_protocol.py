@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cohort_factory import memory_cohort
 
 from pdstudy.core.methods import Method
 from pdstudy.core.params import STUDY_PARAMETERS, load_profile
 from pdstudy.core.rundir import run_dir
 from pdstudy.core.vocab import EXTERNAL_SPLIT, PREDICTION_SPLITS
 from pdstudy.data import cohort as cohort_module
-from pdstudy.data.cache import PreparedCohort
 from pdstudy.data.cohort import Cohort
 from pdstudy.data.predictions import PREDICTION_COLUMNS, read_predictions, validate_predictions
 from pdstudy.data.splits import LeakageError, carve_validation
@@ -43,19 +43,7 @@ def site_cohort(root: Path, *, sites: dict[str, int] | None = None, with_site: b
     manifest = pd.DataFrame(rows)
     if not with_site:
         manifest = manifest.drop(columns="site")
-    ids = manifest["patient_id"].tolist()
-    counts = {pid: SHORT.get(pid, 12) for pid in ids}
-    study_key = {pid: f"study-{pid}" for pid in ids}
-    for pid, other in (shared or {}).items():
-        study_key[pid] = study_key[other]
-    qc = pd.DataFrame({"patient_id": ids, "status": "included", "reason": "", "n_slices": [counts[p] for p in ids],
-                       "study_key": [study_key[p] for p in ids], "pixel_key": [f"px-{p}" for p in ids]})
-    index = pd.DataFrame({"patient_id": [p for p in ids for _ in range(counts[p])],
-                          "slice": [s for p in ids for s in range(counts[p])]})
-    index["z_mm"] = index["slice"] * -5.0
-    prepared = PreparedCohort(root=root / "cache", images=np.zeros((len(index), 4, 4), np.uint8), index=index,
-                              qc=qc, meta={"manifest_sha256": "0" * 64, "pixel_mm": 6.0})
-    return Cohort(manifest_path=root / "manifest.csv", manifest=manifest, prepared=prepared, synthetic=True)
+    return memory_cohort(root, manifest, slices=SHORT, shared=shared, z_step=-5.0, meta={"pixel_mm": 6.0})
 
 
 def study(tmp_path: Path, cohort: Cohort, **over) -> Study:

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cohort_factory import memory_cohort
 
 from pdstudy.core.params import STUDY_PARAMETERS, load_profile
 from pdstudy.core.rundir import run_dir
-from pdstudy.data.cache import PreparedCohort
 from pdstudy.data.cohort import Cohort
 from pdstudy.data.splits import carve_validation, same_patient_keys, same_person_groups, stratified_folds
 from pdstudy.evaluate import choose_threshold, method_scores
@@ -39,18 +39,7 @@ def fake_cohort(root: Path, *, n: int = 60, n_test: int = 14, slices: dict[str, 
     manifest = pd.DataFrame({"patient_id": ids, "split": ["test" if i >= n - n_test else "train" for i in range(n)],
                              "response": ["poor" if p else "good" for p in poor],
                              "recist": ["PD" if p else "CR" for p in poor], "dicom_dir": ids})
-    counts = {pid: (slices or {}).get(pid, 12) for pid in ids}
-    study_key = {pid: f"study-{pid}" for pid in ids}
-    for pid, other in (shared or {}).items():
-        study_key[pid] = study_key[other]
-    qc = pd.DataFrame({"patient_id": ids, "status": "included", "reason": "", "n_slices": [counts[p] for p in ids],
-                       "study_key": [study_key[p] for p in ids], "pixel_key": [f"px-{p}" for p in ids]})
-    index = pd.DataFrame({"patient_id": [p for p in ids for _ in range(counts[p])],
-                          "slice": [s for p in ids for s in range(counts[p])]})
-    index["z_mm"] = index["slice"] * 5.0
-    prepared = PreparedCohort(root=root / "cache", images=np.zeros((len(index), 4, 4), np.uint8), index=index,
-                              qc=qc, meta={"manifest_sha256": "0" * 64})
-    return Cohort(manifest_path=root / "manifest.csv", manifest=manifest, prepared=prepared, synthetic=True)
+    return memory_cohort(root, manifest, slices=slices, shared=shared)
 
 
 def fake_study(tmp_path: Path, cohort: Cohort, **over) -> Study:

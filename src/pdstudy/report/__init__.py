@@ -98,6 +98,7 @@ from pdstudy.report.style import (
 from pdstudy.report.tables import (
     format_evaluation_table,
     markdown_table,
+    write_display_and_values,
     write_evaluation_table,
     write_table,
 )
@@ -194,6 +195,7 @@ __all__ = [
     "table3_title",
     "target_phrase",
     "timing_ratio_note",
+    "write_display_and_values",
     "write_evaluation_table",
     "write_external_table",
     "write_fusion_table",

@@ -14,6 +14,9 @@ import pandas as pd
 
 from pdstudy.core.methods import display_arch, method_from_id
 from pdstudy.evaluate import METRICS, POLICIES, POLICY_LABELS, SMALL_MARK, small_splits
+from pdstudy.report._cells import interval_text, percent_text
+from pdstudy.report._cells import number as _num
+from pdstudy.report._cells import p_text as _fmt_p
 
 __all__ = ["format_evaluation_table"]
 
@@ -22,38 +25,16 @@ _METRIC_NAMES: Final = {"acc": "ACC", "sen": "SEN", "spe": "SPE"}
 _PATIENTS: Final = "Patients train / val / test (poor)"
 
 
-def _num(v: Any) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return float("nan")
-    return f
-
-
 def _fmt_auc(r: Mapping[str, Any], key: str) -> str:
-    auc, lo, hi = _num(r.get(key)), _num(r.get(f"{key}_lo")), _num(r.get(f"{key}_hi"))
-    if math.isnan(auc):
-        return "n/a"
-    ci = "" if math.isnan(lo) else f" [{lo:.2f}, {hi:.2f}]"
-    return f"{auc:.2f}{ci}"
+    return interval_text(r, key)
 
 
 def _fmt_pct(r: Mapping[str, Any], key: str, *, spread: bool) -> str:
-    v, lo, hi = _num(r.get(key)), _num(r.get(f"{key}_lo")), _num(r.get(f"{key}_hi"))
-    if math.isnan(v):
-        return "n/a"
-    text = f"{100 * v:.1f}" + ("" if math.isnan(lo) else f" [{100 * lo:.1f}, {100 * hi:.1f}]")
+    text = percent_text(r, key)
     sd = _num(r.get(f"{key}_seed_sd"))
-    if spread and not math.isnan(sd):
+    if spread and text != "n/a" and not math.isnan(sd):
         text += f"; seeds {100 * _num(r.get(f'{key}_seed_mean')):.1f} ± {100 * sd:.1f}"
     return text
-
-
-def _fmt_p(v: Any) -> str:
-    v = _num(v)
-    if math.isnan(v):
-        return "n/a"
-    return "< 0.001" if v < 0.001 else f"{v:.3f}"
 
 
 def _mark(text: str, small: list[str], *splits: str) -> str:

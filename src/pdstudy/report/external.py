@@ -24,9 +24,11 @@ from sklearn.metrics import roc_curve
 from pdstudy.core.methods import method_from_id
 from pdstudy.core.rundir import RunDir
 from pdstudy.evaluate import DCA_THRESHOLDS, EXTERNAL_POLICY_LABELS, MIN_CLASS_PATIENTS, SMALL_MARK, ExternalValidation
+from pdstudy.report._cells import interval_text, p_text, percent_text
+from pdstudy.report._cells import number as _num
 from pdstudy.report.figures import AUC_CI_LABELS
 from pdstudy.report.style import set_style
-from pdstudy.report.tables import write_table
+from pdstudy.report.tables import write_display_and_values
 from pdstudy.stats import calibration_curve, net_benefit
 
 __all__ = [
@@ -58,35 +60,6 @@ _METRIC_NAMES: Final = {"sen": "SEN", "spe": "SPE"}
 
 
 # --------------------------------------------------------------------------------------------- the table
-
-
-def _num(v: Any) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def _interval(r: dict[str, Any], key: str, *, digits: int = 2, signed: bool = False) -> str:
-    v, lo, hi = _num(r.get(key)), _num(r.get(f"{key}_lo")), _num(r.get(f"{key}_hi"))
-    if math.isnan(v):
-        return "n/a"
-    fmt = f"{'+' if signed else ''}.{digits}f"
-    return f"{v:{fmt}}" + ("" if math.isnan(lo) else f" [{lo:{fmt}}, {hi:{fmt}}]")
-
-
-def _pct(r: dict[str, Any], key: str) -> str:
-    v, lo, hi = _num(r.get(key)), _num(r.get(f"{key}_lo")), _num(r.get(f"{key}_hi"))
-    if math.isnan(v):
-        return "n/a"
-    return f"{100 * v:.1f}" + ("" if math.isnan(lo) else f" [{100 * lo:.1f}, {100 * hi:.1f}]")
-
-
-def _p(v: Any) -> str:
-    v = _num(v)
-    if math.isnan(v):
-        return "n/a"
-    return "< 0.001" if v < 0.001 else f"{v:.3f}"
 
 
 def _count(r: dict[str, Any], prefix: str) -> str:
@@ -125,14 +98,15 @@ def format_external_table(table: pd.DataFrame) -> pd.DataFrame:
         d["Test set (sites)"] = f"{r['test_set']} ({r['sites']})"
         d["Patients (poor)"] = _count(r, "n")
         d["Fitted on: val (poor)"] = _count(r, "n_val")
-        d["AUC [95% CI]"] = _interval(r, "auc")
-        d["AUC drop, ext - int [95% CI]"] = _interval(r, "auc_drop", signed=True) if external else ""
-        d["p (drop)"] = _p(r.get("auc_drop_p")) if external else ""
+        d["AUC [95% CI]"] = interval_text(r, "auc")
+        d["AUC drop, ext - int [95% CI]"] = interval_text(r, "auc_drop", signed=True) if external else ""
+        d["p (drop)"] = p_text(r.get("auc_drop_p")) if external else ""
         for policy, words in EXTERNAL_POLICY_LABELS.items():
             for m, name in _METRIC_NAMES.items():
-                d[f"{name} % ({words})"] = _pct(r, f"{policy}_{m}") if external or policy == "youden_val" else ""
-        d["Calibration-in-the-large [95% CI]"] = _interval(r, "cal_intercept", signed=True)
-        d["Calibration slope [95% CI]"] = _interval(r, "cal_slope")
+                shown = external or policy == "youden_val"
+                d[f"{name} % ({words})"] = percent_text(r, f"{policy}_{m}") if shown else ""
+        d["Calibration-in-the-large [95% CI]"] = interval_text(r, "cal_intercept", signed=True)
+        d["Calibration slope [95% CI]"] = interval_text(r, "cal_slope")
         d["Brier"] = "n/a" if math.isnan(_num(r.get("brier"))) else f"{_num(r['brier']):.3f}"
         out.append(d)
     disp = pd.DataFrame(out)
@@ -167,11 +141,8 @@ def write_external_table(result: ExternalValidation, run: RunDir, name: str = EX
     """
     if not isinstance(result, ExternalValidation):
         raise TypeError(f"write_external_table expects an ExternalValidation, got {type(result).__name__}")
-    notes = [*result.notes, *extra_notes]
-    paths = {"display": write_table(format_external_table(result.table), run, name, title=title, notes=notes)}
-    paths["values"] = write_table(result.table, run, f"{name}_values", title=f"{title} (numeric values)", notes=notes,
-                                  floatfmt=".4g")
-    return paths
+    return write_display_and_values(result.table, format_external_table(result.table), run, name, title=title,
+                                    notes=[*result.notes, *extra_notes])
 
 
 # --------------------------------------------------------------------------------------------- the figure
@@ -250,7 +221,7 @@ def plot_external_roc(result: ExternalValidation, method: str | None = None, *, 
     for test_set in ("internal", "external"):
         rows, r = _set_rows(result, method, fold, test_set), _row(result, method, fold, test_set)
         y = rows["y"].to_numpy()
-        label = f"{_set_name(r)}\nAUC {_interval(r, 'auc')}"
+        label = f"{_set_name(r)}\nAUC {interval_text(r, 'auc')}"
         if 0 < y.sum() < len(y):
             fpr, tpr, _ = roc_curve(y, rows["score"].to_numpy(dtype=float))
             ax.plot(fpr, tpr, color=_colour(test_set), linestyle=_SET_STYLE[test_set]["linestyle"], linewidth=2.2,
@@ -265,7 +236,7 @@ def plot_external_roc(result: ExternalValidation, method: str | None = None, *, 
     ax.set_ylabel("Sensitivity (poor called poor)")
     ax.set_title(_title(result, method, fold, f"ROC ({AUC_CI_LABELS[result.auc_ci]} CI)"), fontsize=11)
     drop = _row(result, method, fold, "external")
-    ax.text(0.98, 0.02, f"drop {_interval(drop, 'auc_drop', signed=True)}\np {_p(drop['auc_drop_p'])}",
+    ax.text(0.98, 0.02, f"drop {interval_text(drop, 'auc_drop', signed=True)}\np {p_text(drop['auc_drop_p'])}",
             transform=ax.transAxes, ha="right", va="bottom", fontsize=9,
             bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85, "edgecolor": "#cccccc"})
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=9, frameon=False)
@@ -301,8 +272,8 @@ def plot_external_calibration(result: ExternalValidation, method: str | None = N
     for off, test_set in zip((-0.01, 0.01), ("internal", "external"), strict=True):
         rows, r = _set_rows(result, method, fold, test_set), _row(result, method, fold, test_set)
         prob = rows["prob"].to_numpy(dtype=float)
-        label = (f"{_set_name(r)}\nCITL {_interval(r, 'cal_intercept', signed=True)}, "
-                 f"slope {_interval(r, 'cal_slope')}")
+        label = (f"{_set_name(r)}\nCITL {interval_text(r, 'cal_intercept', signed=True)}, "
+                 f"slope {interval_text(r, 'cal_slope')}")
         if np.isnan(prob).any():
             ax.plot([], [], color=_colour(test_set), label=f"{_set_name(r)}\nno recalibration map")
             continue

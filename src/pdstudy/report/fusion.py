@@ -22,9 +22,11 @@ from sklearn.metrics import roc_curve
 from pdstudy.core.methods import method_from_id
 from pdstudy.core.rundir import RunDir
 from pdstudy.evaluate import MIN_CLASS_PATIENTS, SMALL_MARK, ClinicalFusion
+from pdstudy.report._cells import interval_text, p_text, percent_text
+from pdstudy.report._cells import number as _num
 from pdstudy.report.figures import AUC_CI_LABELS, dca_prevalence
 from pdstudy.report.style import set_style
-from pdstudy.report.tables import write_table
+from pdstudy.report.tables import write_display_and_values
 from pdstudy.stats import check_auc_ci, delong_auc_ci, net_benefit
 
 __all__ = [
@@ -51,32 +53,8 @@ _METRIC_NAMES: Final = {"acc": "ACC", "sen": "SEN", "spe": "SPE"}
 _POLICY_WORDS: Final = {"youden_val": "Youden on val", "youden_test": "Youden on test, optimistic"}
 
 
-def _num(v: Any) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
 def _auc_text(r: dict[str, Any]) -> str:
-    auc, lo, hi = _num(r.get("test_auc")), _num(r.get("test_auc_lo")), _num(r.get("test_auc_hi"))
-    if math.isnan(auc):
-        return "n/a"
-    return f"{auc:.2f}" + ("" if math.isnan(lo) else f" [{lo:.2f}, {hi:.2f}]")
-
-
-def _pct_text(r: dict[str, Any], key: str) -> str:
-    v, lo, hi = _num(r.get(key)), _num(r.get(f"{key}_lo")), _num(r.get(f"{key}_hi"))
-    if math.isnan(v):
-        return "n/a"
-    return f"{100 * v:.1f}" + ("" if math.isnan(lo) else f" [{100 * lo:.1f}, {100 * hi:.1f}]")
-
-
-def _p_text(v: Any) -> str:
-    v = _num(v)
-    if math.isnan(v):
-        return ""
-    return "< 0.001" if v < 0.001 else f"{v:.3f}"
+    return interval_text(r, "test_auc")
 
 
 def _group_text(r: dict[str, Any], key: str) -> str:
@@ -110,11 +88,11 @@ def format_fusion_table(table: pd.DataFrame) -> pd.DataFrame:
         d["Model"] = str(r["method"])
         d["Patients train / fit / test (poor)"] = " / ".join(_group_text(r, k) for k in ("train", "fit", "test"))
         d["Test AUC [95% CI]"] = _auc_text(r)
-        d["p vs clinical (DeLong)"] = _p_text(r.get("p_vs_clinical"))
-        d["p vs CT (DeLong)"] = _p_text(r.get("p_vs_ct"))
+        d["p vs clinical (DeLong)"] = p_text(r.get("p_vs_clinical"), missing="")
+        d["p vs CT (DeLong)"] = p_text(r.get("p_vs_ct"), missing="")
         for policy, words in _POLICY_WORDS.items():
             for m, name in _METRIC_NAMES.items():
-                d[f"{name} % ({words})"] = _pct_text(r, f"{policy}_{m}")
+                d[f"{name} % ({words})"] = percent_text(r, f"{policy}_{m}")
         slope, icpt = _num(r.get("cal_slope")), _num(r.get("cal_intercept"))
         d["Calibration intercept / slope"] = (f"{icpt:.2f}" if not math.isnan(icpt) else "n/a") + " / " + \
             (f"{slope:.2f}" if not math.isnan(slope) else "n/a")
@@ -147,11 +125,8 @@ def write_fusion_table(table: pd.DataFrame, run: RunDir, name: str = FUSION_TABL
     dict
         ``{"display": (csv, md), "values": (csv, md)}``.
     """
-    notes = [*table.attrs.get("notes", []), *extra_notes]
-    paths = {"display": write_table(format_fusion_table(table), run, name, title=title, notes=notes)}
-    paths["values"] = write_table(table, run, f"{name}_values", title=f"{title} (numeric values)", notes=notes,
-                                  floatfmt=".4g")
-    return paths
+    return write_display_and_values(table, format_fusion_table(table), run, name, title=title,
+                                    notes=[*table.attrs.get("notes", []), *extra_notes])
 
 
 def _rows(result: ClinicalFusion, model: str, ct_method: str, repeat: int) -> pd.DataFrame:

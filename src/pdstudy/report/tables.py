@@ -64,9 +64,36 @@ def write_evaluation_table(table: pd.DataFrame, run: Any, name: str, *, title: s
     dict
         ``{"display": (csv, md), "values": (csv, md)}`` paths from :func:`write_table`.
     """
-    notes = [*table.attrs.get("notes", []), *extra_notes]
-    disp = format_evaluation_table(table)
-    paths = {"display": write_table(disp, run, name, title=title, notes=notes)}
+    return write_display_and_values(table, format_evaluation_table(table), run, name, title=title,
+                                    notes=[*table.attrs.get("notes", []), *extra_notes])
+
+
+def write_display_and_values(table: pd.DataFrame, display: pd.DataFrame, run: Any, name: str, *, title: str = "",
+                             notes: Iterable[str] = ()) -> dict[str, Any]:
+    """Write a table's display version as ``<name>`` and its numbers as ``<name>_values`` (same notes).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The numbers (written with 4 significant digits).
+    display : pandas.DataFrame
+        Its display version (intervals, percentages and p-values as text).
+    run : pdstudy.core.rundir.RunDir
+        Run directory.
+    name : str
+        File stem under ``tables/``.
+    title : str
+        Markdown title (the numbers' gets " (numeric values)").
+    notes : iterable of str
+        Notes under both.
+
+    Returns
+    -------
+    dict
+        ``{"display": (csv, md), "values": (csv, md)}`` paths from :func:`write_table`.
+    """
+    notes = list(notes)
+    paths = {"display": write_table(display, run, name, title=title, notes=notes)}
     paths["values"] = write_table(table, run, f"{name}_values", title=f"{title} (numeric values)" if title else "",
                                   notes=notes, floatfmt=".4g")
     return paths
