@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import math
 import numbers
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -15,6 +14,7 @@ from typing import Any
 import yaml
 
 from pdstudy.core.paths import repo_root
+from pdstudy.core.vocab import is_site_code
 
 PROFILES = ("quick", "paper")
 
@@ -42,16 +42,6 @@ STUDY_PARAMETERS = (
     "slices_per_patient", "crop_size", "top_k", "select", "volume_depth", "hybrid_depth",
     "synth_sites", "synth_site_shift", "synth_site_poor",
 )
-
-#: A pseudonymous site code (manifest column ``site``, notebook parameter ``test_sites``): 1-32 letters,
-#: digits, ``-`` or ``_``.
-SITE_CODE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-
-
-def is_site_code(value: Any) -> bool:
-    """Whether ``value`` is a pseudonymous site code (:data:`SITE_CODE_PATTERN`)."""
-    return isinstance(value, str) and bool(SITE_CODE_PATTERN.match(value))
-
 
 # --------------------------------------------------------------------------- checking parameter values
 

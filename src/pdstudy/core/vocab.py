@@ -8,7 +8,8 @@ display GR/PR (with a footnote) through :func:`paper_label`.
 
 from __future__ import annotations
 
-from typing import Final
+import re
+from typing import Any, Final
 
 RESPONSES: Final = ("good", "poor")
 RECIST_CODES: Final = ("CR", "PR", "SD", "PD")
@@ -16,6 +17,9 @@ SPLITS: Final = ("train", "val", "test")
 
 #: Manifest column of the (pseudonymous) site code of a multi-centre cohort; optional.
 SITE_COLUMN: Final = "site"
+#: A pseudonymous site code (manifest column ``site``, notebook parameter ``test_sites``): 1-32 letters,
+#: digits, ``-`` or ``_``.
+SITE_CODE_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 #: Split of a prediction file's patients at a held-out site (external validation, notebook 09); never a manifest split.
 EXTERNAL_SPLIT: Final = "external"
 #: Splits a prediction file may carry.
@@ -75,3 +79,8 @@ def paper_label(response: str) -> str:
     """Display label of a response group as the paper prints it (``GR``/``PR``)."""
     label_of(response)
     return PAPER_RESPONSE_LABELS[response]
+
+
+def is_site_code(value: Any) -> bool:
+    """Whether ``value`` is a pseudonymous site code (:data:`SITE_CODE_PATTERN`)."""
+    return isinstance(value, str) and bool(SITE_CODE_PATTERN.match(value))

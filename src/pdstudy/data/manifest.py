@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pdstudy.core.params import is_site_code
-from pdstudy.core.vocab import RECIST_CODES, RECIST_TO_RESPONSE, RESPONSES, SITE_COLUMN, SPLITS
+from pdstudy.core.vocab import RECIST_CODES, RECIST_TO_RESPONSE, RESPONSES, SITE_COLUMN, SPLITS, is_site_code
 
 
 @dataclass(frozen=True)

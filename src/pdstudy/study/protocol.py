@@ -20,9 +20,9 @@ from typing import Any
 import pandas as pd
 
 from pdstudy.core.methods import Method
-from pdstudy.core.params import PARAMETER_CHOICES, STUDY_PARAMETERS, is_site_code, load_profile
+from pdstudy.core.params import PARAMETER_CHOICES, STUDY_PARAMETERS, load_profile
 from pdstudy.core.rundir import RunDir, run_dir, update_provenance
-from pdstudy.core.vocab import EXTERNAL_SPLIT, SITE_COLUMN
+from pdstudy.core.vocab import EXTERNAL_SPLIT, PREDICTION_SPLITS, SITE_COLUMN, is_site_code
 from pdstudy.data.cohort import Cohort, cohort_from_parameters
 from pdstudy.data.predictions import write_predictions
 from pdstudy.data.splits import (
@@ -63,7 +63,7 @@ TOP_K_SHORT_NOTES = (
 )
 
 #: Order of splits in :func:`top_k_short`.
-_SPLIT_ORDER = {"train": 0, "val": 1, "test": 2, EXTERNAL_SPLIT: 3}
+_SPLIT_ORDER = {split: i for i, split in enumerate(PREDICTION_SPLITS)}
 
 
 @dataclass

@@ -19,8 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from pdstudy.core.params import is_site_code
-from pdstudy.core.vocab import SITE_COLUMN
+from pdstudy.core.vocab import SITE_COLUMN, is_site_code
 from pdstudy.data.manifest import COLUMN_NAMES
 
 GENERATOR_VERSION: Final = "3.0"
